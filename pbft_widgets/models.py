@@ -269,11 +269,11 @@ def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     tokenizer.save_pretrained(out_dir)
 
 
-def load_tokenizer(name_or_path: str | os.PathLike | None = None, *, task: str = "causal-lm"):
+def load_tokenizer(name_or_path: str | os.PathLike | None = None):
     """The tokenizer alone (fast): what template previews and validation need."""
     from transformers import AutoTokenizer
 
-    path = _resolve(name_or_path, task)[0]
+    path = _resolve(name_or_path, None)[0]
     return _with_pad_token(AutoTokenizer.from_pretrained(path))
 
 
@@ -312,7 +312,9 @@ def load_model(
         kwargs["attn_implementation"] = attn_implementation
     if quantization:
         kwargs["quantization_config"] = _bnb_config(quantization, torch_dtype)
-        kwargs["device_map"] = {"": dev.index or 0} if dev.type == "cuda" else {"": "cpu"}
+        # under accelerate/torchrun each rank quantises onto its own GPU
+        gpu = dev.index if dev.index is not None else int(os.environ.get("LOCAL_RANK", "0"))
+        kwargs["device_map"] = {"": gpu} if dev.type == "cuda" else {"": "cpu"}
     if task != "causal-lm":
         kwargs.update(_label_kwargs(num_labels, id2label))
     model_cls = _auto_class(task)
@@ -388,14 +390,17 @@ def _bnb_config(quantization: str, compute_dtype: torch.dtype):
     return BitsAndBytesConfig(load_in_8bit=True)
 
 
-def _resolve(name_or_path: str | os.PathLike | None, task: str) -> tuple[Path | str, str, str, bool]:
-    """Map what the user typed to (path or hub id, display name, source, converted just now)."""
+def _resolve(name_or_path: str | os.PathLike | None, task: str | None) -> tuple[Path | str, str, str, bool]:
+    """Map what the user typed to (path or hub id, display name, source, converted just now).
+
+    task=None skips the task check (a tokenizer serves every head).
+    """
     if name_or_path is None:
-        name_or_path = DEFAULT_BY_TASK[task]
+        name_or_path = DEFAULT_BY_TASK[task or "causal-lm"]
     text = str(name_or_path)
     if text in EMBEDDED:
         spec = EMBEDDED[text]
-        if task not in spec.tasks:
+        if task is not None and task not in spec.tasks:
             raise ConfigError(f"{text!r} does not support task {task!r} (it supports {spec.tasks}); "
                               f"use {DEFAULT_BY_TASK[task]!r} for {task}.")
         path, converted_now = _embedded(text)
