@@ -1,0 +1,386 @@
+"""evaluate() on tiny random models: generation, classification heads, padding, comparison tables."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+    PretrainedConfig,
+)
+
+from pbft_widgets import evaluation
+from pbft_widgets.errors import ConfigError, DataError
+from pbft_widgets.evaluation import (
+    EvalResult,
+    _inserts_virtual_tokens,
+    _plan_batches,
+    compare,
+    evaluate,
+    generate_texts,
+    to_markdown,
+)
+from pbft_widgets.metrics import chrf
+from pbft_widgets.templates import PromptTemplate, Verbalizer
+
+# Prompts of different lengths, so batches need padding.
+ROWS = [
+    {"text": "a great film", "answer": "yes"},
+    {"text": "a dull, long and rather painful evening at the cinema, sadly", "answer": "no"},
+    {"text": "ok", "answer": "maybe"},
+    {"text": "the actors were wonderful and the music was lovely", "answer": "yes"},
+    {"text": "bad", "answer": "no"},
+]
+TEMPLATE = PromptTemplate(input_template="Review: {text}", output_indicator="Answer:", target_field="answer")
+# Forbid repeats so a random model writes varied tokens: a mix-up of rows would show.
+VARIED = {"no_repeat_ngram_size": 1}
+
+
+def one_at_a_time(model, tokenizer, prompts, max_new_tokens):
+    """Reference: plain unpadded greedy generation of each prompt alone."""
+    texts = []
+    for prompt in prompts:
+        encoded = tokenizer(prompt, return_tensors="pt")
+        with torch.no_grad():
+            out = model.generate(
+                **encoded, max_new_tokens=max_new_tokens, do_sample=False,
+                pad_token_id=tokenizer.pad_token_id, **VARIED,
+            )
+        new = out[0, encoded["input_ids"].shape[1]:].tolist()
+        if tokenizer.eos_token_id in new:
+            new = new[: new.index(tokenizer.eos_token_id)]
+        texts.append(tokenizer.decode(new, skip_special_tokens=True).strip())
+    return texts
+
+
+def sharpen(model, scale=10.0):
+    """Scale query/key weights so attention is peaked and positions matter, as in a trained model.
+
+    A freshly initialised model attends almost uniformly, so a padding bug would barely move its
+    outputs; sharpened, a position shift changes which tokens greedy decoding picks.
+    """
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.q_proj.weight.mul_(scale)
+            layer.self_attn.k_proj.weight.mul_(scale)
+    return model
+
+
+def prompt_tuned(model):
+    torch.manual_seed(1)
+    peft_model = get_peft_model(model, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4))
+    with torch.no_grad():  # a soft prompt far from zero, so it visibly steers the model
+        peft_model.prompt_encoder["default"].embedding.weight.normal_(0, 1)
+    return peft_model.eval()
+
+
+# ------------------------------------------------------------------------------------ generation
+
+
+def test_generation_batched_equals_one_by_one_and_reports_everything(tiny_causal_lm, smol_tokenizer):
+    sharpen(tiny_causal_lm).train()
+    result = evaluate(
+        tiny_causal_lm, smol_tokenizer, ROWS, template=TEMPLATE, task_kind="generation",
+        batch_size=3, max_new_tokens=6, generation_kwargs=VARIED, name="zero-shot",
+    )
+    assert tiny_causal_lm.training  # the caller's mode is restored
+    prompts = [TEMPLATE.render_prompt(row, smol_tokenizer) for row in ROWS]
+    tiny_causal_lm.eval()
+    assert result.predictions == one_at_a_time(tiny_causal_lm, smol_tokenizer, prompts, 6)
+    assert len(set(result.predictions)) > 1
+    assert result.inputs == prompts and result.references == [r["answer"] for r in ROWS]
+    assert list(result.scores) == ["rouge_l", "bleu", "chrf", "exact_match"]
+    assert result.scores["chrf"] == pytest.approx(chrf(result.predictions, result.references))
+    table = result.table()
+    assert [set(row) for row in table] == [{"input", "reference", "prediction", "correct"}] * len(ROWS)
+    assert table[1]["reference"] == "no" and table[1]["prediction"] == result.predictions[1]
+    summary = result.summary()
+    assert list(summary)[:2] == ["name", "rouge_l"] and summary["name"] == "zero-shot"
+    assert summary["n"] == 5 and summary["seconds"] > 0
+
+
+def test_generate_texts_stops_at_eos_and_keeps_only_new_text(tiny_causal_lm, smol_tokenizer):
+    eos = smol_tokenizer.eos_token_id
+    # Bias the model to end at once: the answer is empty, not the prompt or the eos token text.
+    texts = generate_texts(
+        tiny_causal_lm, smol_tokenizer, ["Review: ok\nAnswer:", "Hi"], max_new_tokens=4,
+        generation_kwargs={"sequence_bias": {(eos,): 100.0}},
+    )
+    assert texts == ["", ""]
+    with pytest.raises(DataError, match="prompt 0 is empty"):
+        generate_texts(tiny_causal_lm, smol_tokenizer, [""])
+    unpadded = copy.deepcopy(smol_tokenizer)
+    unpadded.pad_token = None
+    with pytest.raises(ConfigError, match="no pad token.*pad_token = tokenizer.eos_token"):
+        generate_texts(tiny_causal_lm, unpadded, ["Hi"])
+
+
+def test_prompt_tuning_batched_equals_one_by_one(tiny_causal_lm, smol_tokenizer, monkeypatch):
+    model = prompt_tuned(sharpen(tiny_causal_lm))
+    options = dict(template=TEMPLATE, task_kind="generation", max_new_tokens=6, generation_kwargs=VARIED)
+    batched = evaluate(model, smol_tokenizer, ROWS, batch_size=5, **options)
+    single = evaluate(model, smol_tokenizer, ROWS, batch_size=1, **options)
+    assert batched.predictions == single.predictions
+    prompts = [TEMPLATE.render_prompt(row, smol_tokenizer) for row in ROWS]
+    assert batched.predictions == one_at_a_time(model, smol_tokenizer, prompts, 6)
+    # The check has teeth: left-padding this model like a plain one changes what it generates.
+    monkeypatch.setattr(evaluation, "_inserts_virtual_tokens", lambda model: False)
+    padded = evaluate(model, smol_tokenizer, ROWS, batch_size=5, **options)
+    assert padded.predictions != single.predictions
+
+
+def _first_step_scores(model, tokenizer, prompts):
+    encoded = tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(
+            **encoded, max_new_tokens=1, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+            output_scores=True, return_dict_in_generate=True,
+        )
+    return out.scores[0]
+
+
+def test_why_prompt_tuning_is_not_left_padded(tiny_causal_lm, smol_tokenizer):
+    """Left padding moves the text away from the soft prompt (peft #1093); a plain model is unaffected.
+
+    If this starts failing, PEFT has fixed positions for padded prompt tuning and evaluation could
+    pad such models like any other.
+    """
+    prompts = ["Review: ok\nAnswer:", "Review: a dull and painful evening at the cinema\nAnswer:"]
+    plain = _first_step_scores(tiny_causal_lm, smol_tokenizer, prompts)[0]
+    plain_alone = _first_step_scores(tiny_causal_lm, smol_tokenizer, prompts[:1])[0]
+    assert torch.allclose(plain, plain_alone, atol=1e-5)
+    model = prompt_tuned(tiny_causal_lm)
+    tuned = _first_step_scores(model, smol_tokenizer, prompts)[0]
+    tuned_alone = _first_step_scores(model, smol_tokenizer, prompts[:1])[0]
+    assert (tuned - tuned_alone).abs().max() > 1e-4
+
+
+def test_only_input_inserted_virtual_tokens_force_equal_length_batches(tiny_causal_lm):
+    assert not _inserts_virtual_tokens(tiny_causal_lm)
+    lora_config = LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["q_proj"])
+    lora = get_peft_model(copy.deepcopy(tiny_causal_lm), lora_config)
+    prefix_config = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2)
+    prefix = get_peft_model(copy.deepcopy(tiny_causal_lm), prefix_config)
+    assert not _inserts_virtual_tokens(lora) and not _inserts_virtual_tokens(prefix)
+    assert _inserts_virtual_tokens(prompt_tuned(tiny_causal_lm))
+
+
+def test_plan_batches_longest_first_and_equal_length_groups():
+    lengths = [3, 5, 3, 5, 5, 1]
+    assert _plan_batches(lengths, 2, equal_length=False) == [[1, 3], [4, 0], [2, 5]]
+    assert _plan_batches(lengths, 2, equal_length=True) == [[1, 3], [4], [0, 2], [5]]
+
+
+def test_classification_by_generation_reads_labels_through_the_verbalizer(tiny_causal_lm, smol_tokenizer):
+    template = PromptTemplate(
+        input_template="Review: {text}", target_field="label", style="cloze",
+        verbalizer=Verbalizer({"pos": "positive", "neg": "negative"}),
+    )
+    rows = [{"text": t, "label": label} for t, label in [("great", "pos"), ("awful", "neg"), ("fine", "pos")]]
+    positive = smol_tokenizer(" positive", add_special_tokens=False)["input_ids"]
+    forced = evaluate(tiny_causal_lm, smol_tokenizer, rows, template=template, task_kind="classification",
+                      generation_kwargs={"sequence_bias": {tuple(positive): 100.0}})
+    assert forced.predictions == ["pos", "pos", "pos"]
+    assert forced.scores["accuracy"] == pytest.approx(2 / 3) and forced.scores["unparsed"] == 0
+    assert forced.table()[0]["generated"].startswith("positive")
+    # An untrained model writes no label word: every prediction is unparsed and wrong.
+    random_model = evaluate(
+        tiny_causal_lm, smol_tokenizer, rows, template=template, task_kind="classification", max_new_tokens=3
+    )
+    assert random_model.predictions == [None, None, None]
+    assert random_model.scores["unparsed"] == 3 and random_model.scores["accuracy"] == 0.0
+
+
+def test_ner_by_generation_uses_parse_and_counts_failures(tiny_causal_lm, smol_tokenizer):
+    rows = [
+        {"text": "fever and cough", "tokens": ["fever", "and", "cough"], "tags": ["B-D", "O", "B-D"]},
+        {"text": "no problem", "tokens": ["no", "problem"], "tags": ["O", "O"]},
+    ]
+    template = PromptTemplate(
+        input_template="Sentence: {text}", output_indicator="Diseases:", target_field="tags"
+    )
+    seen = []
+
+    def parse(text, row):
+        seen.append(text)
+        return ["B-D", "O", "B-D"] if row["text"].startswith("fever") else None
+
+    result = evaluate(tiny_causal_lm, smol_tokenizer, rows, template=template, task_kind="ner",
+                      parse=parse, max_new_tokens=3)
+    assert seen == result.generations
+    assert result.predictions == [["B-D", "O", "B-D"], ["O", "O"]]
+    assert result.scores["f1"] == 1.0 and result.scores["unparsed"] == 1
+    with pytest.raises(ConfigError, match="parse=callable"):
+        evaluate(tiny_causal_lm, smol_tokenizer, rows, template=template, task_kind="ner")
+    # metric_options reach the metric: an entity opened by I- only counts under conlleval rules
+    def lenient_parse(text, row):
+        return ["I-D", "O", "I-D"] if row["text"].startswith("fever") else ["O", "O"]
+
+    options = dict(template=template, task_kind="ner", parse=lenient_parse, max_new_tokens=1)
+    assert evaluate(tiny_causal_lm, smol_tokenizer, rows, **options).scores["f1"] == 0.0
+    lenient = evaluate(tiny_causal_lm, smol_tokenizer, rows, metric_options={"strict": False}, **options)
+    assert lenient.scores["f1"] == 1.0
+
+
+# --------------------------------------------------------------------------- classification heads
+
+NER_LABELS = {0: "O", 1: "B-Disease", 2: "I-Disease"}
+NER_ROWS = [
+    {
+        "tokens": ["Patients", "with", "hyperglycaemia", "and", "retinopathy"],
+        "tags": ["O", "O", "B-Disease", "O", "B-Disease"],
+    },
+    {"tokens": ["Type", "2", "diabetes"], "tags": ["B-Disease", "I-Disease", "I-Disease"]},
+    {"tokens": ["No", "findings"], "tags": ["O", "O"]},
+]
+
+
+def labelled(config, id2label):
+    config = copy.deepcopy(config)
+    config.id2label = id2label
+    config.label2id = {v: k for k, v in id2label.items()}
+    return config
+
+
+def test_token_classification_batched_equals_one_by_one(tiny_bert_config, bert_tokenizer):
+    torch.manual_seed(0)
+    model = AutoModelForTokenClassification.from_config(labelled(tiny_bert_config, NER_LABELS)).eval()
+    batched = evaluate(model, bert_tokenizer, NER_ROWS, task_kind="ner", batch_size=3)
+    single = evaluate(model, bert_tokenizer, NER_ROWS, task_kind="ner", batch_size=1)
+    assert batched.predictions == single.predictions
+    assert [len(p) for p in batched.predictions] == [5, 3, 2]
+    assert set(tag for p in batched.predictions for tag in p) <= set(NER_LABELS.values())
+    assert batched.scores["unaligned_words"] == 0 and "f1" in batched.scores
+    assert batched.inputs[1] == "Type 2 diabetes" and batched.generations is None
+    # Integer tag ids (a ClassLabel column) are named through id2label.
+    label2id = {name: i for i, name in NER_LABELS.items()}
+    ids = [{"tokens": r["tokens"], "ner_tags": [label2id[t] for t in r["tags"]]} for r in NER_ROWS]
+    by_id = evaluate(model, bert_tokenizer, ids, task_kind="ner", label_field="ner_tags")
+    assert by_id.references == [r["tags"] for r in NER_ROWS] and by_id.scores == batched.scores
+
+
+def test_prompt_tuned_token_head_drops_virtual_token_outputs(tiny_bert_config, bert_tokenizer):
+    torch.manual_seed(0)
+    base = AutoModelForTokenClassification.from_config(labelled(tiny_bert_config, NER_LABELS))
+    model = get_peft_model(base, PromptTuningConfig(task_type="TOKEN_CLS", num_virtual_tokens=4)).eval()
+    batched = evaluate(model, bert_tokenizer, NER_ROWS, task_kind="ner", batch_size=3)
+    single = evaluate(model, bert_tokenizer, NER_ROWS, task_kind="ner", batch_size=1)
+    assert batched.predictions == single.predictions
+    assert [len(p) for p in batched.predictions] == [5, 3, 2]
+
+
+class SubTokenProbe(torch.nn.Module):
+    """A stand-in token head that labels a word-start piece B-X and a '##' continuation piece I-X."""
+
+    def __init__(self, tokenizer):
+        super().__init__()
+        self.config = PretrainedConfig(id2label={0: "O", 1: "B-X", 2: "I-X"})
+        pieces = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+        self.continues = torch.tensor([piece.startswith("##") for piece in pieces])
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        continues = self.continues[input_ids].float()
+        logits = torch.stack([torch.zeros_like(continues), 1 - continues, continues], -1)
+        return SimpleNamespace(logits=logits)
+
+
+def test_words_take_their_first_sub_token_label(bert_tokenizer):
+    assert len(bert_tokenizer.tokenize("hyperglycaemia")) > 1
+    rows = [{"tokens": ["hyperglycaemia", "in", "retinopathy"], "tags": ["B-X", "O", "B-X"]}]
+    result = evaluate(SubTokenProbe(bert_tokenizer), bert_tokenizer, rows, task_kind="ner")
+    assert result.predictions == [["B-X", "B-X", "B-X"]]  # never the I-X of a later piece
+
+
+def test_words_beyond_the_context_are_tagged_o_and_counted(bert_tokenizer):
+    words = ["hyperglycaemia"] * 200  # ~800 word pieces, far over the 512-token limit
+    result = evaluate(SubTokenProbe(bert_tokenizer), bert_tokenizer,
+                      [{"tokens": words, "tags": ["B-X"] * 200}], task_kind="ner")
+    tags = result.predictions[0]
+    kept = tags.count("B-X")
+    assert 0 < kept < 200 and tags[kept:] == ["O"] * (200 - kept)
+    assert result.scores["unaligned_words"] == 200 - kept
+
+
+def test_sequence_classification_head(tiny_bert_config, bert_tokenizer):
+    torch.manual_seed(0)
+    config = labelled(tiny_bert_config, {0: "neg", 1: "pos"})
+    model = AutoModelForSequenceClassification.from_config(config).eval()
+    rows = [{"text": r["text"], "label": "pos" if r["answer"] == "yes" else "neg"} for r in ROWS]
+    batched = evaluate(model, bert_tokenizer, rows, task_kind="classification", batch_size=4)
+    single = evaluate(model, bert_tokenizer, rows, task_kind="classification", batch_size=1)
+    assert batched.predictions == single.predictions
+    assert set(batched.predictions) <= {"neg", "pos"} and batched.inputs == [r["text"] for r in rows]
+    assert batched.scores["accuracy"] == pytest.approx(
+        sum(p == r["label"] for p, r in zip(batched.predictions, rows)) / len(rows)
+    )
+    with pytest.raises(ConfigError, match="needs a token-classification model"):
+        evaluate(model, bert_tokenizer, NER_ROWS, task_kind="ner")
+    with pytest.raises(ConfigError, match="needs a model that generates"):
+        evaluate(model, bert_tokenizer, ROWS, task_kind="generation", label_field="answer")
+
+
+def test_evaluate_refuses_bad_calls_with_a_fix(tiny_causal_lm, smol_tokenizer):
+    with pytest.raises(DataError, match="no rows"):
+        evaluate(tiny_causal_lm, smol_tokenizer, [], template=TEMPLATE, task_kind="generation")
+    with pytest.raises(ConfigError, match="unknown task_kind 'qa'"):
+        evaluate(tiny_causal_lm, smol_tokenizer, ROWS, template=TEMPLATE, task_kind="qa")
+    with pytest.raises(DataError, match="row 0 has no 'gold' column.*Pass label_field="):
+        evaluate(tiny_causal_lm, smol_tokenizer, ROWS, template=TEMPLATE, task_kind="generation",
+                 label_field="gold")
+    with pytest.raises(ConfigError, match="needs label_field="):
+        evaluate(tiny_causal_lm, smol_tokenizer, ROWS, task_kind="translation")
+    with pytest.raises(ConfigError, match="needs a prompt template"):
+        evaluate(tiny_causal_lm, smol_tokenizer, ROWS, task_kind="generation", label_field="answer")
+    with pytest.raises(ConfigError, match="verbalizer"):
+        evaluate(tiny_causal_lm, smol_tokenizer, ROWS, template=TEMPLATE, task_kind="classification")
+    with pytest.raises(ConfigError, match="batch_size=0"):
+        evaluate(tiny_causal_lm, smol_tokenizer, ROWS, template=TEMPLATE, task_kind="generation",
+                 batch_size=0)
+
+
+# ------------------------------------------------------------------------------------ comparison
+
+
+def result(name, f1, n=4, kind="ner"):
+    scores = {"f1": f1, "precision": f1, "recall": f1, "per_type": {}}
+    return EvalResult(name, kind, scores, [[]] * n, [[]] * n, [""] * n, seconds=1.25)
+
+
+def test_compare_gives_deltas_against_the_first_row():
+    table = compare({"zero-shot": result("a", 0.25), "few-shot": result("b", 0.5),
+                     "tuned": result("c", 0.75)})
+    assert [row["name"] for row in table] == ["zero-shot", "few-shot", "tuned"]
+    assert table[0]["delta_f1"] is None
+    assert table[2]["delta_f1"] == pytest.approx(0.5) and table[1]["delta_recall"] == pytest.approx(0.25)
+    assert list(table[0]) == ["name", "f1", "precision", "recall", "delta_f1", "delta_precision",
+                              "delta_recall", "n", "seconds"]
+
+
+def test_compare_refuses_mixed_kinds_sizes_and_nothing():
+    with pytest.raises(DataError, match="mix task kinds"):
+        compare({"a": result("a", 0.5), "b": EvalResult("b", "translation", {"chrf": 1.0, "bleu": 1.0,
+                 "exact_match": 0.0}, [""] * 4, [""] * 4, [""] * 4, 1.0)})
+    with pytest.raises(DataError, match="different numbers of examples"):
+        compare({"a": result("a", 0.5), "b": result("b", 0.5, n=5)})
+    with pytest.raises(DataError, match="no results"):
+        compare({})
+
+
+def test_to_markdown_formats_a_comparison():
+    table = compare({"zero-shot": result("a", 0.25), "tuned": result("b", 0.875)})
+    shown = [{k: row[k] for k in ("name", "f1", "delta_f1", "n", "seconds")} for row in table]
+    assert to_markdown(shown) == (
+        "| name | f1 | Δ f1 | n | seconds |\n"
+        "| --- | ---: | ---: | ---: | ---: |\n"
+        "| zero-shot | 0.250 | — | 4 | 1.2 |\n"
+        "| tuned | 0.875 | +0.625 | 4 | 1.2 |\n"
+    )
+    assert to_markdown([{"name": "a|b"}]) == "| name |\n| --- |\n| a\\|b |\n"
+    with pytest.raises(DataError, match="empty table"):
+        to_markdown([])
