@@ -38,3 +38,7 @@ class AdapterError(PbftError, ValueError):
 
 class TrainingError(PbftError, RuntimeError):
     """A training run cannot start or continue (bad checkpoint, unrelated output directory)."""
+
+
+class OutputExistsError(PbftError, FileExistsError):
+    """A target directory already holds something that must not be overwritten silently."""

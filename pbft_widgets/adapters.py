@@ -1,0 +1,319 @@
+"""Save and load adapters: one directory each, written atomically, that knows its base model.
+
+The directory holds PEFT's own files (so PEFT and other tools can read it) plus ``pbft_adapter.json``:
+method, task, a fingerprint of the base model, and the size and hash of every file. Loading checks
+the fingerprint (an adapter on the wrong base model produces fluent nonsense, not an error) and the
+hashes (a truncated file from an interrupted copy fails loudly, naming the file).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+import peft
+import torch
+import transformers
+from peft import PeftConfig, PeftModel, PeftType, PromptTuningInit, get_peft_model, load_peft_weights, \
+    set_peft_model_state_dict
+from peft.tuners.tuners_utils import BaseTunerLayer
+
+from . import hybrid
+from .errors import AdapterError
+from .methods import (TASK_TYPES, TRAINING_DEFAULTS, PeftSetup, has_prompt_encoder_weights, infer_task,
+                      method_report, prompt_encoder_state, quantization_of)
+
+MANIFEST = "pbft_adapter.json"
+FORMAT = "pbft-adapter"
+FORMAT_VERSION = 1
+ENCODER_FILE = "pbft_prompt_encoder.safetensors"
+_PEFT_METHODS = {PeftType.PROMPT_TUNING: "prompt-tuning", PeftType.PREFIX_TUNING: "prefix-tuning",
+                 PeftType.P_TUNING: "p-tuning", PeftType.LORA: "lora"}
+_PROBE_ROWS = 8
+_PROBE_DIMS = 8
+
+
+def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Write the adapter of a PeftSetup (or PeftModel) to ``path``; nothing half-written, ever.
+
+    Everything goes into a temporary directory next to ``path`` which is then renamed into place;
+    with ``overwrite=True`` an existing adapter is swapped out only after the new one is complete.
+    """
+    model, method, task, extra = _unpack(setup_or_model)
+    target = Path(path).expanduser()
+    if target.exists() and not overwrite:
+        raise AdapterError(f"{target} already exists; pass overwrite=True to replace it, or choose a new path")
+    if target.exists() and not target.is_dir():
+        raise AdapterError(f"{target} is a file; choose a directory path for the adapter")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        _write_weights(model, tmp)
+        manifest = {
+            "format": FORMAT, "format_version": FORMAT_VERSION, "method": method, "task": task,
+            "base_model": base_fingerprint(model), "quantization": quantization_of(model),
+            **extra, "files": _file_table(tmp),
+            "versions": {"peft": peft.__version__, "transformers": transformers.__version__,
+                         "torch": torch.__version__},
+        }
+        (tmp / MANIFEST).write_text(json.dumps(_jsonable(manifest), indent=2) + "\n", encoding="utf-8")
+        _swap_into_place(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+def load_adapter(base_model, path: str | os.PathLike, *, is_trainable: bool = False,
+                 tokenizer=None) -> PeftSetup:
+    """Load a saved adapter onto a fresh ``base_model``; AdapterError names what is wrong and the fix.
+
+    Also loads plain PEFT adapter folders (e.g. trainer checkpoints), without the base-model check.
+    ``is_trainable=True`` returns a model ready to continue training, prompt methods included.
+    """
+    directory = Path(path).expanduser()
+    if isinstance(base_model, PeftModel) or any(isinstance(m, BaseTunerLayer) for m in base_model.modules()):
+        raise AdapterError("load_adapter needs a plain base model, but this one already carries an adapter; "
+                           "load a fresh base with load_model(...)")
+    method, task = check_adapter(base_model, directory)
+    actual_task = infer_task(base_model)
+    if actual_task is not None and actual_task != task:
+        raise AdapterError(f"adapter {directory} is for {task} but the base model is a {actual_task} model; "
+                           f"load the base with load_model(..., task={task!r})")
+    manifest = read_manifest(directory)
+    model = _load_weights(base_model, directory, method, is_trainable)
+    if not is_trainable:
+        # PEFT leaves prompt encoders trainable even when loaded for inference
+        model.requires_grad_(False)
+        model.eval()
+    training = (manifest or {}).get("training_defaults") or dict(TRAINING_DEFAULTS[method])
+    if tokenizer is not None:
+        tokenizer.padding_side = training["padding_side"]
+    notes = [f"loaded from {directory}" + ("" if manifest else " (plain PEFT folder: base model not checked)")]
+    return PeftSetup(model=model, method=method, task=task, report=method_report(model, method, notes=notes),
+                     training_defaults=training, options=(manifest or {}).get("options", {}))
+
+
+def check_adapter(base_model, path: str | os.PathLike) -> tuple[str, str]:
+    """(method, task) of the adapter at ``path`` after checking its files and its base model."""
+    directory = Path(path).expanduser()
+    manifest = read_manifest(directory)
+    if manifest is None:
+        return _describe_config(_peft_config(directory), base_model)
+    check_base(manifest, base_model, directory)
+    verify_files(manifest, directory)
+    return manifest["method"], manifest["task"]
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest of an adapter directory; None for a plain PEFT folder; AdapterError otherwise."""
+    directory = Path(path).expanduser()
+    if not directory.exists():
+        raise AdapterError(f"no adapter at {directory}; check the path, or save one there with "
+                           "save_adapter(setup, path)")
+    if not directory.is_dir():
+        raise AdapterError(f"{directory} is a file; pass the adapter's directory")
+    manifest_path = directory / MANIFEST
+    if not manifest_path.is_file():
+        if (directory / "adapter_config.json").is_file():
+            return None
+        raise AdapterError(f"{directory} is not an adapter (no {MANIFEST} or adapter_config.json); point to "
+                           "a directory written by save_adapter() or by PEFT's save_pretrained()")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"{manifest_path} is corrupted ({exc}); re-save the adapter with save_adapter("
+                           "..., overwrite=True) or load the last good checkpoint") from None
+    if manifest.get("format") != FORMAT:
+        raise AdapterError(f"{manifest_path} is not a {FORMAT} manifest; re-save the adapter with save_adapter()")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise AdapterError(f"{directory} was written by a newer pbft_widgets (format "
+                           f"{manifest['format_version']} > {FORMAT_VERSION}); upgrade pbft-widgets to load it")
+    return manifest
+
+
+def base_fingerprint(model) -> dict[str, Any]:
+    """Enough of the base model to tell it from another: architecture sizes and a few embedding values.
+
+    The embedding probe (8 rows spread over the vocabulary, 8 dims each) separates two checkpoints of
+    the same architecture; it is compared with a tolerance so a bf16 load of the same base matches.
+    """
+    base = model.get_base_model() if isinstance(model, PeftModel) else model
+    config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
+    weight = base.get_input_embeddings().weight
+    rows = torch.linspace(0, weight.shape[0] - 1, _PROBE_ROWS).long().to(weight.device)
+    probe = weight.detach()[rows, :_PROBE_DIMS].float().cpu().flatten()
+    return {
+        "name_or_path": str(getattr(base.config, "_name_or_path", "") or ""),
+        "model_type": getattr(config, "model_type", ""),
+        "vocab_size": int(weight.shape[0]), "hidden_size": int(weight.shape[1]),
+        "num_layers": int(getattr(config, "num_hidden_layers", 0) or 0),
+        "embedding_probe": [round(v, 6) for v in probe.tolist()],
+    }
+
+
+def check_base(manifest: dict[str, Any], model, path: Path) -> None:
+    """AdapterError naming the expected base when ``model`` is not the one the adapter was trained on."""
+    expected, actual = manifest["base_model"], base_fingerprint(model)
+    same_shape = all(expected[k] == actual[k] for k in ("model_type", "vocab_size", "hidden_size", "num_layers"))
+    same_weights = same_shape and torch.allclose(torch.tensor(expected["embedding_probe"]),
+                                                 torch.tensor(actual["embedding_probe"]), rtol=2e-2, atol=2e-3)
+    if same_weights:
+        return
+    hint = (f"load it with load_model({expected['name_or_path']!r}, task={manifest['task']!r})"
+            if expected["name_or_path"] else "load that base model")
+    kind = "a model with other weights" if same_shape else _describe(actual)
+    raise AdapterError(f"adapter {path} was trained on {_describe(expected)}, but the given model is {kind}; "
+                       f"{hint} and pass it to load_adapter")
+
+
+def verify_files(manifest: dict[str, Any], directory: Path) -> None:
+    """Size and SHA-256 of every file against the manifest: catches truncated copies and bit rot."""
+    for name, expected in manifest.get("files", {}).items():
+        file = directory / name
+        fix = ("re-save the adapter with save_adapter(..., overwrite=True) or load the last good "
+               "checkpoint (e.g. output_dir/checkpoint-*)")
+        if not file.is_file():
+            raise AdapterError(f"adapter file {file} is missing; {fix}")
+        size = file.stat().st_size
+        if size != expected["bytes"]:
+            raise AdapterError(f"adapter file {file} is truncated or corrupted ({size} bytes, expected "
+                               f"{expected['bytes']}); {fix}")
+        if _sha256(file) != expected["sha256"]:
+            raise AdapterError(f"adapter file {file} is corrupted (its checksum does not match); {fix}")
+
+
+# ----------------------------------------------------------------------------- internals
+def _unpack(setup_or_model) -> tuple[Any, str, str, dict[str, Any]]:
+    if isinstance(setup_or_model, PeftSetup):
+        s = setup_or_model
+        extra = {"options": s.options, "training_defaults": s.training_defaults, "report": s.report.to_dict()}
+        return s.model, s.method, s.task, extra
+    if isinstance(setup_or_model, PeftModel):
+        model = setup_or_model
+        method, task = _describe_config(model.peft_config[model.active_adapter], model)
+        method = "prompt+lora" if hybrid.is_prompt_lora(model) else method
+        return model, method, task, {"training_defaults": dict(TRAINING_DEFAULTS[method])}
+    raise AdapterError(f"save_adapter needs a PeftSetup (from apply_method) or a PeftModel, got "
+                       f"{type(setup_or_model).__name__}")
+
+
+def _describe_config(config: PeftConfig, model) -> tuple[str, str]:
+    """(method, task) for a PEFT config, e.g. of a plain PEFT folder."""
+    if config.peft_type not in _PEFT_METHODS:
+        raise AdapterError(f"{config.peft_type} adapters are not supported here; use one of "
+                           f"{', '.join(_PEFT_METHODS.values())}")
+    method = _PEFT_METHODS[config.peft_type]
+    if method == "lora" and quantization_of(model) == "4bit":
+        method = "qlora"
+    tasks = {v: k for k, v in TASK_TYPES.items()}
+    task = tasks.get(config.task_type) or infer_task(model) or "causal-lm"
+    return method, task
+
+
+def _peft_config(directory: Path) -> PeftConfig:
+    try:
+        return PeftConfig.from_pretrained(str(directory))
+    except (ValueError, TypeError, OSError) as exc:
+        raise AdapterError(f"{directory / 'adapter_config.json'} is unreadable ({exc}); re-save the adapter "
+                           "or load the last good checkpoint") from None
+
+
+def _write_weights(model, directory: Path) -> None:
+    from safetensors.torch import save_file
+
+    if model.active_adapter != "default":
+        raise AdapterError(f"the active adapter is {model.active_adapter!r}; save the model returned by "
+                           "apply_method or load_adapter (its adapter is 'default')")
+    if hybrid.is_prompt_lora(model):
+        hybrid.save_parts(model, directory)
+        return
+    model.save_pretrained(str(directory))
+    if has_prompt_encoder_weights(model):
+        save_file(prompt_encoder_state(model), str(directory / ENCODER_FILE), metadata={"format": "pt"})
+
+
+def _load_weights(base_model, directory: Path, method: str, is_trainable: bool):
+    from safetensors import SafetensorError
+
+    try:
+        if method == "prompt+lora":
+            return hybrid.load_prompt_lora(base_model, directory, is_trainable=is_trainable)
+        config = _peft_config(directory)
+        if is_trainable and config.is_prompt_learning:
+            return _trainable_prompt_model(base_model, directory, config)
+        return PeftModel.from_pretrained(base_model, str(directory), is_trainable=is_trainable)
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise AdapterError(f"could not load the adapter in {directory} ({str(exc).splitlines()[0]}); its files "
+                           "may be corrupted or made for another base model: re-save it with save_adapter(..., "
+                           "overwrite=True) or load the last good checkpoint") from None
+
+
+def _trainable_prompt_model(base_model, directory: Path, config: PeftConfig):
+    """PEFT refuses is_trainable=True for prompt methods; rebuild a trainable model and load into it."""
+    from safetensors.torch import load_file
+
+    config.inference_mode = False
+    if config.peft_type == PeftType.PROMPT_TUNING:
+        config.prompt_tuning_init = PromptTuningInit.RANDOM  # the weights are loaded right after
+    model = get_peft_model(base_model, config)
+    weights = load_peft_weights(str(directory))
+    if not has_prompt_encoder_weights(model):
+        set_peft_model_state_dict(model, weights)
+        return model
+    encoder_file = directory / ENCODER_FILE
+    if not encoder_file.is_file():
+        raise AdapterError(f"{directory} holds only the final prompt, not its {config.peft_type.value} "
+                           "encoder, so training cannot resume from it; load it with is_trainable=False "
+                           "for inference, or re-save with save_adapter() to keep the encoder")
+    encoder_state = load_file(str(encoder_file))
+    # PEFT's file holds the encoder's *output*; the trainable state is the encoder file. Load the rest
+    # (e.g. a classification head) through PEFT, then the encoder itself.
+    weights["prompt_embeddings"] = encoder_state["embedding.weight"]
+    set_peft_model_state_dict(model, weights)
+    model.prompt_encoder[model.active_adapter].load_state_dict(encoder_state, strict=True)
+    return model
+
+
+def _file_table(directory: Path) -> dict[str, dict[str, Any]]:
+    """Size and hash of every file loading reads (weights and configs; a model card may be edited)."""
+    return {file.relative_to(directory).as_posix(): {"bytes": file.stat().st_size, "sha256": _sha256(file)}
+            for file in sorted(directory.rglob("*")) if file.suffix in (".safetensors", ".json")}
+
+
+def _sha256(file: Path) -> str:
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _swap_into_place(tmp: Path, target: Path) -> None:
+    if not target.exists():
+        os.replace(tmp, target)
+        return
+    backup = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
+    os.replace(target, backup)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        os.replace(backup, target)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _describe(fingerprint: dict[str, Any]) -> str:
+    name = f"'{fingerprint['name_or_path']}'" if fingerprint["name_or_path"] else "an unnamed model"
+    return (f"{name} ({fingerprint['model_type']}, vocab {fingerprint['vocab_size']}, hidden "
+            f"{fingerprint['hidden_size']}, {fingerprint['num_layers']} layers)")
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
