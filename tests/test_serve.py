@@ -1,0 +1,298 @@
+"""Adapters on disk (atomic save, manifest, base-model and corruption checks) and the AdapterBank.
+
+Adapters here are made by nudging freshly initialised trainable weights with seeded noise: that
+gives each task distinct, deterministic outputs in milliseconds, which is all serving needs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import BertForSequenceClassification, BertForTokenClassification, LlamaConfig, LlamaForCausalLM
+
+from pbft_widgets.adapters import FORMAT_VERSION, MANIFEST, load_adapter, save_adapter
+from pbft_widgets.errors import AdapterError
+from pbft_widgets.methods import apply_method
+from pbft_widgets.serve import AdapterBank
+
+PROMPTS = ["Translate to Nahuatl: water", "Summarise: the licence grants a worldwide right to use the code",
+           "Hi", "Docstring for def add(a, b): return a + b"]
+LABELS = {0: "O", 1: "B-DIS", 2: "I-DIS"}
+
+
+def spice(model, seed: int = 1):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, 0.3)
+    return model.eval()
+
+
+@pytest.fixture
+def lm(tiny_causal_lm):
+    return spice(tiny_causal_lm)
+
+
+def make_adapter(base, method, path, *, seed, task="causal-lm", **options):
+    """Save a distinct adapter of ``method`` for a copy of ``base``; return its setup."""
+    setup = apply_method(copy.deepcopy(base), method, task=task, **options)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for param in setup.model.parameters():
+            if param.requires_grad:
+                param.add_(0.5 * torch.randn_like(param))
+    setup.model.eval()
+    save_adapter(setup, path)
+    return setup
+
+
+def generate_alone(model, tokenizer, prompt, n=8) -> str:
+    enc = tokenizer([prompt], return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**enc, max_new_tokens=n, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+# ----------------------------------------------------------------------------- save/load on disk
+def test_save_is_atomic_and_refuses_to_overwrite_by_default(lm, tmp_path, monkeypatch):
+    path = tmp_path / "adapter"
+    first = make_adapter(lm, "lora", path, seed=1)
+    manifest = json.loads((path / MANIFEST).read_text())
+    assert manifest["format_version"] == FORMAT_VERSION and manifest["method"] == "lora"
+    assert manifest["task"] == "causal-lm"
+    assert manifest["base_model"]["vocab_size"] == lm.config.vocab_size
+    assert manifest["base_model"]["num_layers"] == 2 and len(manifest["base_model"]["embedding_probe"]) == 64
+    assert set(manifest["files"]) >= {"adapter_config.json", "adapter_model.safetensors"}
+    with pytest.raises(AdapterError, match="overwrite=True.*new path"):
+        save_adapter(first, path)
+
+    second = make_adapter(lm, "lora", tmp_path / "other", seed=2)
+    before = (path / "adapter_model.safetensors").read_bytes()
+    monkeypatch.setattr(type(second.model), "save_pretrained",
+                        lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        save_adapter(second, path, overwrite=True)
+    monkeypatch.undo()
+    assert (path / "adapter_model.safetensors").read_bytes() == before  # the old adapter is intact
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "other"]  # no temp dirs left
+
+    save_adapter(second, path, overwrite=True)
+    assert (path / "adapter_model.safetensors").read_bytes() != before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter", "other"]
+
+
+def test_loading_onto_another_base_names_the_expected_base(lm, smol_tokenizer, tmp_path):
+    path = tmp_path / "adapter"
+    make_adapter(lm, "prompt-tuning", path, seed=1)
+    other_weights = spice(copy.deepcopy(lm), seed=7)
+    with pytest.raises(AdapterError, match="trained on an unnamed model \\(llama, vocab 49152, hidden 32, "
+                                           "2 layers\\), but the given model is a model with other weights"):
+        load_adapter(other_weights, path)
+    config = LlamaConfig(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2)
+    with pytest.raises(AdapterError, match="given model is an unnamed model \\(llama, vocab 1000, hidden 32, 3 layers"):
+        load_adapter(LlamaForCausalLM(config), path)
+    # the same base loaded in another precision is still the same base
+    assert load_adapter(copy.deepcopy(lm).to(torch.bfloat16), path).method == "prompt-tuning"
+
+
+def test_corrupted_truncated_and_missing_adapters_raise_adapter_error(lm, tmp_path):
+    path = tmp_path / "adapter"
+    make_adapter(lm, "lora", path, seed=1)
+    weights = path / "adapter_model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AdapterError, match=f"{weights}.*truncated.*re-save.*last good checkpoint"):
+        load_adapter(copy.deepcopy(lm), path)
+    weights.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))
+    with pytest.raises(AdapterError, match="corrupted"):
+        load_adapter(copy.deepcopy(lm), path)
+
+    with pytest.raises(AdapterError, match="no adapter at"):
+        load_adapter(lm, tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(AdapterError, match="not an adapter"):
+        load_adapter(lm, tmp_path / "empty")
+    weights.write_bytes(data)
+    manifest = json.loads((path / MANIFEST).read_text())
+    (path / MANIFEST).write_text(json.dumps({**manifest, "format_version": FORMAT_VERSION + 1}))
+    with pytest.raises(AdapterError, match="upgrade pbft-widgets"):
+        load_adapter(lm, path)
+
+
+def test_plain_peft_folders_load_and_truncation_is_still_caught(lm, smol_tokenizer, tmp_path):
+    setup = make_adapter(lm, "p-tuning", tmp_path / "ours", seed=3)
+    plain = tmp_path / "plain"
+    setup.model.save_pretrained(str(plain))  # e.g. a trainer checkpoint: no manifest, no encoder
+    loaded = load_adapter(copy.deepcopy(lm), plain)
+    assert loaded.method == "p-tuning"
+    prompt = PROMPTS[0]
+    assert generate_alone(loaded.model, smol_tokenizer, prompt) == generate_alone(setup.model, smol_tokenizer, prompt)
+    with pytest.raises(AdapterError, match="is_trainable=False.*save_adapter"):
+        load_adapter(copy.deepcopy(lm), plain, is_trainable=True)
+    weights = plain / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:20])
+    with pytest.raises(AdapterError, match=f"{plain}.*re-save"):
+        load_adapter(copy.deepcopy(lm), plain)
+
+
+# ----------------------------------------------------------------------------- the bank (causal LM)
+@pytest.fixture
+def causal_bank(lm, smol_tokenizer, tmp_path):
+    """A bank over one base with two LoRA tasks, a prompt, a prefix, a P-tuning and a hybrid task."""
+    setups = {
+        "legal": make_adapter(lm, "lora", tmp_path / "legal", seed=1),
+        "code": make_adapter(lm, "lora", tmp_path / "code", seed=2, r=4, target_modules=["q_proj", "o_proj"]),
+        "nahuatl": make_adapter(lm, "prompt-tuning", tmp_path / "nahuatl", seed=3, num_virtual_tokens=6),
+        "clinical": make_adapter(lm, "prefix-tuning", tmp_path / "clinical", seed=4, num_virtual_tokens=6),
+        "ptune": make_adapter(lm, "p-tuning", tmp_path / "ptune", seed=5, num_virtual_tokens=6),
+        "hybrid": make_adapter(lm, "prompt+lora", tmp_path / "hybrid", seed=6, num_virtual_tokens=6),
+    }
+    base_copy = copy.deepcopy(lm)
+    bank = AdapterBank(lm, smol_tokenizer, max_new_tokens=8)
+    for task in setups:
+        bank.add(task, tmp_path / task)
+    return bank, setups, base_copy
+
+
+def test_each_task_matches_its_adapter_alone_and_switching_back_is_exact(causal_bank, smol_tokenizer):
+    bank, setups, base = causal_bank
+    assert bank.tasks == list(setups)
+    first = {task: bank.generate(task, PROMPTS) for task in setups}
+    for task, setup in setups.items():
+        assert first[task] == [generate_alone(setup.model, smol_tokenizer, p) for p in PROMPTS], task
+    assert len({tuple(v) for v in first.values()}) == len(setups)  # every task answers differently
+    assert bank.generate(None, PROMPTS) == [generate_alone(base, smol_tokenizer, p) for p in PROMPTS]
+    for task in ["code", "legal", "hybrid", "nahuatl", "legal", "clinical", "ptune", "code"]:  # A -> B -> A
+        assert bank.generate(task, PROMPTS) == first[task], task
+    assert bank.generate("legal", PROMPTS[0]) == first["legal"][0]  # a str in gives a str out
+    # prompt adapters wrap the bank's base model itself: no copy of the weights per task
+    assert all(bank._tasks[t].model.get_base_model() is bank.model for t in ("nahuatl", "clinical", "ptune"))
+
+
+def test_batched_generation_equals_one_by_one(causal_bank):
+    bank, setups, _ = causal_bank
+    for task in [None, *setups]:
+        one_by_one = [bank.generate(task, p) for p in PROMPTS]
+        assert bank.generate(task, PROMPTS) == one_by_one, task
+        bank.batch_size = 2
+        assert bank.generate(task, PROMPTS) == one_by_one, task
+        bank.batch_size = 8
+
+
+def test_generate_many_groups_by_task_and_keeps_order(causal_bank):
+    bank, _, _ = causal_bank
+    requests = [("legal", PROMPTS[0]), ("nahuatl", PROMPTS[1]), ("legal", PROMPTS[2]), (None, PROMPTS[3]),
+                ("hybrid", PROMPTS[0]), ("nahuatl", PROMPTS[3])]
+    assert bank.generate_many(requests) == [bank.generate(task, prompt) for task, prompt in requests]
+
+
+def test_merge_gives_a_standalone_model_and_keeps_the_bank(causal_bank, smol_tokenizer):
+    bank, setups, _ = causal_bank
+    expected = {task: bank.generate(task, PROMPTS) for task in ("legal", "nahuatl", None)}
+    merged = bank.merge("legal")
+    assert not isinstance(merged, PeftModel)
+    assert not any("lora" in name for name, _ in merged.named_modules())
+    assert [generate_alone(merged, smol_tokenizer, p) for p in PROMPTS] == expected["legal"]
+    for task, outputs in expected.items():  # the bank still serves everything
+        assert bank.generate(task, PROMPTS) == outputs
+    with pytest.raises(AdapterError, match="merge works for LoRA tasks \\(legal, code\\)"):
+        bank.merge("nahuatl")
+
+
+def test_compare_puts_base_and_tuned_side_by_side(causal_bank):
+    bank, _, _ = causal_bank
+    rows = bank.compare("legal", PROMPTS[:2])
+    assert [r["prompt"] for r in rows] == PROMPTS[:2]
+    assert [r["base"] for r in rows] == bank.generate(None, PROMPTS[:2])
+    assert [r["tuned"] for r in rows] == bank.generate("legal", PROMPTS[:2])
+    assert rows[0]["base"] != rows[0]["tuned"]
+
+
+def test_bank_errors_name_the_fix(causal_bank, tmp_path):
+    bank, _, base = causal_bank
+    with pytest.raises(AdapterError, match="unknown task 'medical'; known tasks: legal, code, nahuatl"):
+        bank.generate("medical", PROMPTS)
+    with pytest.raises(AdapterError, match="already in the bank"):
+        bank.add("legal", tmp_path / "legal")
+    with pytest.raises(AdapterError, match="use bank.generate"):
+        bank.predict("legal", ["text"])
+    other = tmp_path / "other-base"
+    make_adapter(spice(copy.deepcopy(base), seed=9), "lora", other, seed=1)
+    with pytest.raises(AdapterError, match="other weights"):
+        bank.add("stranger", other)
+    with pytest.raises(AdapterError, match="plain base model"):
+        AdapterBank(apply_method(copy.deepcopy(base), "lora").model, None)
+
+
+# ----------------------------------------------------------------------------- the bank (encoders)
+def bert(config, task):
+    torch.manual_seed(0)
+    cls = BertForTokenClassification if task == "token-classification" else BertForSequenceClassification
+    config = copy.deepcopy(config)
+    config.id2label, config.label2id = LABELS, {v: k for k, v in LABELS.items()}
+    return spice(cls(config))
+
+
+SENTENCES = ["aspirin relieved the migraine", "no signs of diabetes were found in the patient", "fever"]
+
+
+@pytest.mark.parametrize("task", ["sequence-classification", "token-classification"])
+def test_classification_bank_predicts_like_each_adapter_alone(tiny_bert_config, bert_tokenizer, tmp_path, task):
+    base = bert(tiny_bert_config, task)
+    methods = {"lora": "lora", "deep": "prefix-tuning"}
+    if task == "sequence-classification":
+        methods["soft"] = "prompt-tuning"
+    setups = {name: make_adapter(base, method, tmp_path / name, seed=i, task=task, num_virtual_tokens=4)
+              if method != "lora" else make_adapter(base, method, tmp_path / name, seed=i, task=task)
+              for i, (name, method) in enumerate(methods.items())}
+    base_copy = copy.deepcopy(base)
+    bank = AdapterBank(base, bert_tokenizer)
+    for name in setups:
+        bank.add(name, tmp_path / name)
+
+    def alone(model):
+        if task == "sequence-classification":
+            enc = bert_tokenizer(SENTENCES, return_tensors="pt", padding=True)
+            with torch.no_grad():
+                return [LABELS[i] for i in model(**enc).logits.argmax(-1).tolist()]
+        labels = []
+        for sentence in SENTENCES:
+            enc = bert_tokenizer(sentence.split(), is_split_into_words=True, return_tensors="pt")
+            with torch.no_grad():
+                predicted = model(**enc).logits[0].argmax(-1).tolist()
+            firsts = {}
+            for position, word in enumerate(enc.word_ids(0)):
+                if word is not None:
+                    firsts.setdefault(word, position)
+            labels.append([LABELS[predicted[firsts[w]]] for w in sorted(firsts)])
+        return labels
+
+    expected = {name: alone(setup.model) for name, setup in setups.items()}
+    expected[None] = alone(base_copy)
+    for name in [*setups, None, *reversed(list(setups)), None]:
+        assert bank.predict(name, SENTENCES) == expected[name], name
+    if task == "token-classification":
+        assert [len(labels) for labels in expected["lora"]] == [len(s.split()) for s in SENTENCES]
+    rows = bank.compare("deep", SENTENCES)
+    assert [r["tuned"] for r in rows] == expected["deep"] and [r["base"] for r in rows] == expected[None]
+    with pytest.raises(AdapterError, match="use bank.predict"):
+        bank.generate("lora", "text")
+
+
+def test_adapter_for_another_base_or_task_is_refused(tiny_bert_config, bert_tokenizer, lm, tmp_path):
+    make_adapter(bert(tiny_bert_config, "sequence-classification"), "lora", tmp_path / "seq", seed=1,
+                 task="sequence-classification")
+    with pytest.raises(AdapterError, match="trained on an unnamed model \\(bert"):
+        AdapterBank(lm, None).add("seq", tmp_path / "seq")
+    # same encoder weights, other head: the fingerprint matches, the task does not
+    token_model = bert(tiny_bert_config, "token-classification")
+    with pytest.raises(AdapterError, match="is for sequence-classification.*task='sequence-classification'"):
+        load_adapter(copy.deepcopy(token_model), tmp_path / "seq")
+    with pytest.raises(AdapterError, match="for sequence-classification but this bank serves a token-classification"):
+        AdapterBank(token_model, bert_tokenizer).add("seq", tmp_path / "seq")
