@@ -1,0 +1,244 @@
+"""train(): streaming events, stop/resume, checkpoints, output-dir safety, classification, real model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from pbft_widgets import ConfigError, DataError, TrainingError
+from pbft_widgets.methods import apply_method
+from pbft_widgets.templates import PromptTemplate, Verbalizer
+from pbft_widgets.train import CHECKPOINT_MARKER, TrainingControl, latest_complete_checkpoint, train
+
+REVIEWS = [("a wonderful, moving film", "pos"), ("dull and far too long", "neg"),
+           ("I loved every minute", "pos"), ("a waste of an evening", "neg")] * 6
+
+
+def _template() -> PromptTemplate:
+    return PromptTemplate(instruction="Is the review positive or negative?", input_template="Review: {text}",
+                          output_indicator="Sentiment:", style="cloze",
+                          verbalizer=Verbalizer({"pos": "positive", "neg": "negative"}))
+
+
+def _rows() -> list[dict]:
+    return [{"text": text, "label": label} for text, label in REVIEWS]
+
+
+def _prompt_tuning(tiny_causal_lm, smol_tokenizer):
+    return apply_method(tiny_causal_lm, "prompt-tuning", tokenizer=smol_tokenizer, num_virtual_tokens=4,
+                        init="random")
+
+
+def test_events_checkpoints_and_adapter(tiny_causal_lm, smol_tokenizer, tmp_path):
+    events = []
+    setup = _prompt_tuning(tiny_causal_lm, smol_tokenizer)
+    result = train(setup, _rows(), eval_rows=_rows()[:4], tokenizer=smol_tokenizer, template=_template(),
+                   output_dir=tmp_path / "run", max_steps=6, batch_size=4, eval_every=3,
+                   listeners=[events.append], smoke=False)
+    logs = [e for e in events if e.kind == "log"]
+    assert [e.step for e in logs] == [1, 2, 3, 4, 5, 6]
+    assert all(e.loss is not None and e.memory_bytes > 0 for e in logs)
+    assert all(e.tokens_per_second and e.tokens_per_second > 0 for e in logs[1:])
+    assert [e.step for e in events if e.kind == "eval"] == [3, 6]
+    assert all("loss" in e.metrics for e in events if e.kind == "eval")
+    assert events[-1].kind == "end" and events[-1].step == 6
+    assert result.last_checkpoint == tmp_path / "run" / "checkpoint-6"
+    assert (result.last_checkpoint / CHECKPOINT_MARKER).is_file()
+    assert (result.adapter_path / "pbft_adapter.json").is_file()
+    assert not result.stopped_by_user
+
+
+def test_stop_keeps_a_complete_checkpoint_and_resume_continues(tiny_causal_lm, smol_tokenizer, tmp_path):
+    control = TrainingControl()
+
+    def stop_at_three(event):
+        if event.kind == "log" and event.step == 3:
+            control.stop()
+
+    setup = _prompt_tuning(tiny_causal_lm, smol_tokenizer)
+    out = tmp_path / "run"
+    first = train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=out,
+                  max_steps=8, batch_size=4, save_every=100, control=control, listeners=[stop_at_three],
+                  smoke=False)
+    assert first.stopped_by_user
+    assert latest_complete_checkpoint(out) == out / "checkpoint-3"
+
+    with pytest.raises(TrainingError, match="resume=True"):
+        train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=out, max_steps=8,
+              batch_size=4, smoke=False)
+    events = []
+    second = train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=out,
+                   max_steps=5, batch_size=4, resume=True, listeners=[events.append], smoke=False)
+    assert [e.step for e in events if e.kind == "log"] == [4, 5]
+    assert second.last_checkpoint == out / "checkpoint-5"
+
+
+def test_incomplete_checkpoint_is_never_resumed(tmp_path):
+    (tmp_path / "checkpoint-2").mkdir()
+    (tmp_path / "checkpoint-2" / CHECKPOINT_MARKER).write_text("{}")
+    (tmp_path / "checkpoint-4").mkdir()  # written partly, then the process died: no marker
+    assert latest_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-2"
+
+
+def test_output_dir_of_someone_else_or_another_method_is_refused(tiny_causal_lm, smol_tokenizer, tmp_path):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("mine")
+    setup = _prompt_tuning(tiny_causal_lm, smol_tokenizer)
+    with pytest.raises(TrainingError, match="not written by pbft_widgets"):
+        train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=foreign, max_steps=1,
+              batch_size=4, smoke=False)
+    assert (foreign / "notes.txt").read_text() == "mine"
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "pbft_run.json").write_text(json.dumps({"method": "lora", "task": "causal-lm", "base": {}}))
+    with pytest.raises(TrainingError, match="different method or base model"):
+        train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=other, max_steps=1,
+              batch_size=4, smoke=False)
+
+
+def test_early_stopping_on_a_task_metric(tiny_causal_lm, smol_tokenizer, tmp_path):
+    scores = iter([0.9, 0.5, 0.4, 0.3, 0.2])
+    setup = _prompt_tuning(tiny_causal_lm, smol_tokenizer)
+    events = []
+    result = train(setup, _rows(), eval_rows=_rows()[:4], tokenizer=smol_tokenizer, template=_template(),
+                   output_dir=tmp_path / "run", max_steps=10, batch_size=4, eval_every=2,
+                   metric_fn=lambda model: {"accuracy": next(scores)}, metric_name="accuracy",
+                   early_stopping_patience=1,
+                   listeners=[events.append], smoke=False)
+    evals = [e for e in events if e.kind == "eval"]
+    assert [e.metrics["accuracy"] for e in evals] == [0.9, 0.5]
+    assert events[-1].step == 4 and not result.stopped_by_user
+
+
+def test_same_seed_same_losses(smol_tokenizer, tmp_path, tiny_causal_lm):
+    """Seed before apply_method too: LoRA's A matrices are initialised randomly there."""
+    from transformers import LlamaForCausalLM, set_seed
+
+    curves = []
+    for run in range(2):
+        set_seed(7)
+        model = LlamaForCausalLM(tiny_causal_lm.config)
+        model.load_state_dict(tiny_causal_lm.state_dict())
+        setup = apply_method(model, "lora", tokenizer=smol_tokenizer, r=4)
+        result = train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(),
+                       output_dir=tmp_path / f"run{run}", max_steps=4, batch_size=4, seed=7,
+                       save_final_adapter=False, smoke=False)
+        curves.append([loss for _, loss in result.losses()])
+    assert curves[0] == pytest.approx(curves[1], abs=1e-6)
+
+
+def test_smoke_mode_shrinks_steps(tiny_causal_lm, smol_tokenizer, tmp_path, monkeypatch):
+    monkeypatch.setenv("PBFT_SMOKE", "1")
+    setup = _prompt_tuning(tiny_causal_lm, smol_tokenizer)
+    result = train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=tmp_path / "r",
+                   max_steps=500, batch_size=4, save_final_adapter=False)
+    assert max(step for step, _ in result.losses()) == 4
+
+
+def test_bad_sizes_and_missing_template(tiny_causal_lm, smol_tokenizer, tmp_path):
+    setup = _prompt_tuning(tiny_causal_lm, smol_tokenizer)
+    with pytest.raises(DataError, match="training set is empty"):
+        train(setup, [], tokenizer=smol_tokenizer, template=_template(), output_dir=tmp_path / "a")
+    with pytest.raises(DataError, match="lower batch_size to at most 3"):
+        train(setup, _rows()[:3], tokenizer=smol_tokenizer, template=_template(), output_dir=tmp_path / "b",
+              batch_size=8, smoke=False)
+    with pytest.raises(ConfigError, match="template=PromptTemplate"):
+        train(setup, _rows(), tokenizer=smol_tokenizer, output_dir=tmp_path / "c", max_steps=1, batch_size=4,
+              smoke=False)
+    with pytest.raises(ConfigError, match="apply_method"):
+        train(tiny_causal_lm, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=tmp_path / "d")
+
+
+def test_token_classification_reports_entity_f1(tiny_bert_config, bert_tokenizer, tmp_path):
+    from transformers import AutoModelForTokenClassification
+
+    labels = ["O", "B-DISEASE", "I-DISEASE"]
+    tiny_bert_config.id2label = dict(enumerate(labels))
+    tiny_bert_config.label2id = {label: i for i, label in enumerate(labels)}
+    model = AutoModelForTokenClassification.from_config(tiny_bert_config)
+    rows = [{"tokens": ["history", "of", "type", "2", "diabetes", "."],
+             "tags": ["O", "O", "B-DISEASE", "I-DISEASE", "I-DISEASE", "O"]},
+            {"tokens": ["no", "asthma", "reported", "."], "tags": ["O", "B-DISEASE", "O", "O"]}] * 4
+    setup = apply_method(model, "lora", tokenizer=bert_tokenizer, task="token-classification", r=4)
+    events = []
+    train(setup, rows, eval_rows=rows[:2], tokenizer=bert_tokenizer, output_dir=tmp_path / "ner", max_steps=4,
+          batch_size=4, eval_every=2, learning_rate=5e-3, listeners=[events.append], smoke=False)
+    evals = [e for e in events if e.kind == "eval"]
+    assert len(evals) == 2 and all({"f1", "precision", "recall"} <= set(e.metrics) for e in evals)
+
+    bad = [{"tokens": ["fever"], "tags": ["B-SYMPTOM"]}] * 4
+    with pytest.raises(DataError, match="id2label covering every label"):
+        train(setup, bad, tokenizer=bert_tokenizer, output_dir=tmp_path / "bad", max_steps=1, batch_size=4,
+              smoke=False)
+
+
+@pytest.mark.slow
+def test_prompt_tuning_on_embedded_smollm2_lowers_the_loss(tmp_path):
+    from pbft_widgets import load_model
+
+    torch.manual_seed(0)
+    loaded = load_model()
+    template = _template()
+    setup = apply_method(loaded.model, "prompt-tuning", tokenizer=loaded.tokenizer, template=template,
+                         num_virtual_tokens=8, init="text")
+    result = train(setup, _rows(), tokenizer=loaded.tokenizer, template=template, output_dir=tmp_path / "real",
+                   max_steps=12, batch_size=4, learning_rate=3e-2, save_final_adapter=False, smoke=False)
+    losses = [loss for _, loss in result.losses()]
+    assert sum(losses[-3:]) / 3 < 0.8 * sum(losses[:3]) / 3, losses
+
+
+def _trainable(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("method", ["p-tuning", "prompt+lora"])
+def test_resume_restores_every_trainable_weight(method, smol_tokenizer, tiny_causal_lm, tmp_path):
+    """Trainer checkpoints miss the P-tuning encoder and the hybrid's LoRA; ours restore them."""
+    from transformers import LlamaForCausalLM, set_seed
+
+    def fresh_setup():
+        set_seed(1)
+        model = LlamaForCausalLM(tiny_causal_lm.config)
+        model.load_state_dict(tiny_causal_lm.state_dict())
+        return apply_method(model, method, tokenizer=smol_tokenizer, num_virtual_tokens=4)
+
+    straight = fresh_setup()
+    train(straight, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=tmp_path / "straight",
+          max_steps=4, batch_size=4, save_every=2, save_final_adapter=False, smoke=False)
+
+    interrupted = fresh_setup()
+    control = TrainingControl()
+    train(interrupted, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=tmp_path / "split",
+          max_steps=4, batch_size=4, save_every=100, control=control,
+          listeners=[lambda e: e.kind == "log" and e.step == 2 and control.stop()], save_final_adapter=False,
+          smoke=False)
+    resumed = fresh_setup()  # a new process would start from fresh weights like these
+    train(resumed, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=tmp_path / "split",
+          max_steps=4, batch_size=4, save_every=100, resume=True, save_final_adapter=False, smoke=False)
+    expected, got = _trainable(straight.model), _trainable(resumed.model)
+    assert expected.keys() == got.keys()
+    if method == "prompt+lora":
+        assert any("lora_" in name for name in got)
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], atol=1e-5, rtol=1e-4)
+
+
+def test_hybrid_trains_prompt_and_lora_with_their_own_learning_rates(smol_tokenizer, tiny_causal_lm, tmp_path):
+    setup = apply_method(tiny_causal_lm, "prompt+lora", tokenizer=smol_tokenizer, num_virtual_tokens=4)
+    before = _trainable(setup.model)
+    result = train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=tmp_path / "h",
+                   max_steps=3, batch_size=4, learning_rate=1e-3, prompt_learning_rate=5e-2, smoke=False)
+    after = _trainable(setup.model)
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert any("prompt" in n for n in changed) and any("lora_" in n for n in changed)
+    assert (result.adapter_path / "pbft_adapter.json").is_file()
+    from transformers import LlamaForCausalLM
+
+    other = _prompt_tuning(LlamaForCausalLM(tiny_causal_lm.config), smol_tokenizer)
+    with pytest.raises(ConfigError, match="prompt\\+lora hybrid only"):
+        train(other, _rows(), tokenizer=smol_tokenizer,
+              template=_template(), output_dir=tmp_path / "x", prompt_learning_rate=1e-2, smoke=False)
