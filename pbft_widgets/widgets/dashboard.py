@@ -115,7 +115,9 @@ class TrainingDashboard(View):
                            self.batch_size, w.HBox([self.start_button, self.stop_button])],
                           layout=w.Layout(width="36%"))
         live = w.VBox([self.message.html, self.progress, self.readout, self.report,
-                       w.HBox([self.loss_figure, self.metric_figure])], layout=w.Layout(width="64%"))
+                       # the two curves wrap below each other where the panel is too narrow for both
+                       w.HBox([self.loss_figure, self.metric_figure], layout=w.Layout(flex_flow="row wrap"))],
+                      layout=w.Layout(width="64%"))
         self.widget = w.HBox([settings, live])
         self._show_method()
 
