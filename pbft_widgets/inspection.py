@@ -206,9 +206,10 @@ def _shown(token: str) -> str:
 
 
 def _caveat(fig: go.Figure) -> None:
-    fig.add_annotation(text=CAVEAT, xref="paper", yref="paper", x=0, y=-0.2, xanchor="left", yanchor="top",
-                       showarrow=False, font={"size": 11, "color": "#555"})
-    fig.update_layout(margin={"b": 110})
+    """The caveat sits a fixed number of pixels under the plot, clear of the x-axis title at any height."""
+    fig.add_annotation(text=CAVEAT, xref="paper", yref="paper", x=0, y=0, yshift=-66, xanchor="left",
+                       yanchor="top", showarrow=False, font={"size": 11, "color": "#555"})
+    fig.update_layout(margin={"b": 96})
 
 
 def neighbour_figure(model, tokenizer, *, k: int = 5, prompt: torch.Tensor | None = None,
@@ -253,7 +254,8 @@ def neighbour_figure(model, tokenizer, *, k: int = 5, prompt: torch.Tensor | Non
         text=[f"v{i}" for i in range(n)], textposition="bottom center", hovertext=hover, hoverinfo="text",
         marker={"symbol": "diamond", "color": "#d62728", "size": 11, "line": {"width": 1, "color": "black"}}))
     fig.update_layout(
-        title=f"Soft prompt among its {k} nearest vocabulary tokens per virtual token (cosine, PCA of unit vectors)",
+        title=f"Soft prompt among its nearest vocabulary tokens<br><sup>{k} per virtual token by cosine; "
+              "PCA of unit vectors</sup>", height=520,
         xaxis_title=f"principal component 1 ({explained[0]:.0%} of variance)",
         yaxis_title=f"principal component 2 ({explained[1]:.0%} of variance)", legend_title="point")
     _caveat(fig)

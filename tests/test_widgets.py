@@ -16,7 +16,7 @@ from peft import PeftModel
 
 from pbft_widgets.adapters import save_adapter
 from pbft_widgets.errors import ConfigError, DataError, TemplateError
-from pbft_widgets.inspection import prompt_attention, snapshot_prompt
+from pbft_widgets.inspection import initial_prompt, prompt_attention, snapshot_prompt, soft_prompt
 from pbft_widgets.methods import apply_method
 from pbft_widgets.serve import AdapterBank
 from pbft_widgets.templates import PromptTemplate, Verbalizer
@@ -24,6 +24,7 @@ from pbft_widgets.train import CHECKPOINT_MARKER
 from pbft_widgets.widgets import (AdapterSwitcher, AttentionExplorer, NeighbourExplorer, PromptEditor,
                                   TrainingDashboard)
 from pbft_widgets.widgets.dashboard import option_value
+from pbft_widgets.widgets.neighbours import ALL
 
 REVIEWS = [("a wonderful, moving film", "pos"), ("dull and far too long", "neg"),
            ("I loved every minute", "pos"), ("a waste of an evening", "neg")]
@@ -156,6 +157,8 @@ def test_dashboard_trains_synchronously_with_live_curves(tiny_causal_lm, smol_to
     assert "step 4/4" in board.readout.value and "tokens/s" in board.readout.value
     assert "MiB" in board.readout.value or "GiB" in board.readout.value
     assert "128 trainable" in board.report.value  # 4 virtual tokens x 32 dims
+    start = initial_prompt(board.setup.model)  # snapshot taken when the method was applied
+    assert start.shape == (4, 32) and not torch.allclose(start, soft_prompt(board.setup.model))
     assert board.history == result.history and board.history[-1].kind == "end"
     assert (result.adapter_path / "pbft_adapter.json").is_file()
     assert not board.start_button.disabled and board.stop_button.disabled
@@ -257,8 +260,8 @@ def test_neighbour_explorer_table_map_and_drift(prompt_model, smol_tokenizer):
     assert explorer.figure.data[2].text == ("v1",) and len(explorer.figure.data[0].x) == 3
     explorer.k.value = 99  # beyond the slider
     assert explorer.message.text == "k=99 is outside 1..50; showing k=50" and len(explorer.rows) == 50
-    explorer.token.value = None
-    assert explorer.message.text is None and len(explorer.rows) == 4
+    explorer.token.label = "all"
+    assert explorer.token.value == ALL and explorer.message.text is None and len(explorer.rows) == 4
 
 
 def test_neighbour_explorer_explains_models_without_a_soft_prompt(tiny_causal_lm, smol_tokenizer):

@@ -18,9 +18,12 @@ import ipywidgets as w
 import plotly.graph_objects as go
 
 from ..errors import ConfigError, PbftError
+from ..inspection import snapshot_prompt
 from ..methods import P_TUNING_ENCODERS, PROMPT_INITS, PeftSetup, apply_method, describe_methods
 from ..train import TrainEvent, TrainingControl, TrainResult, train
 from ._common import MessageBox, View, format_bytes
+
+INPUT_PROMPT_METHODS = ("prompt-tuning", "p-tuning", "prompt+lora")  # a prompt in input space to compare later
 
 _CHOICES = {"init": PROMPT_INITS, "encoder": P_TUNING_ENCODERS}
 _COUNTERS = ("epoch", "num_tokens")  # reported with eval results but not metrics worth a curve
@@ -188,6 +191,8 @@ class TrainingDashboard(View):
         options = {k: v for k, v in self.method_options().items() if v is not None}
         self.setup = apply_method(self.model, method, tokenizer=self.tokenizer, task=self.task,
                                   template=template, **options)
+        if self.task == "causal-lm" and method in INPUT_PROMPT_METHODS:
+            snapshot_prompt(self.setup.model)  # so NeighbourExplorer can show drift from the start
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.setup.report.notes)
         self.report.value = f"<div>{html.escape(str(self.setup.report))}</div><ul>{notes}</ul>"
         return self.setup, False

@@ -20,6 +20,7 @@ from ..inspection import (CAVEAT, drift, initial_prompt, nearest_tokens, neighbo
 from ._common import CheckedIntSlider, MessageBox, View, html_table, replace_figure
 
 MAX_K = 50
+ALL = -1  # the dropdown's "all" entry: None would read as "nothing selected" and show an empty box
 
 
 class NeighbourExplorer(View):
@@ -35,7 +36,7 @@ class NeighbourExplorer(View):
         self.rows: list[dict[str, Any]] = []  # what the table shows
         self._keep_note = False  # an out-of-range note survives the redraw it causes
         self.message = MessageBox()
-        self.token = w.Dropdown(options=[("all", None)], value=None, description="Virtual token")
+        self.token = w.Dropdown(options=[("all", ALL)], value=ALL, description="Virtual token")
         self.k = CheckedIntSlider(value=min(max(k, 1), MAX_K), min=1, max=MAX_K, description="k",
                                   continuous_update=False, on_out_of_range=self._out_of_range)
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
@@ -61,7 +62,7 @@ class NeighbourExplorer(View):
         except PbftError as exc:
             self._fail(exc)
             return
-        options = [("all", None)] + [(f"v{i}", i) for i in range(n_virtual)]
+        options = [("all", ALL)] + [(f"v{i}", i) for i in range(n_virtual)]
         if list(self.token.options) != options:
             self.token.options = options  # resets the value to "all", which redraws
         self._show()
@@ -70,7 +71,8 @@ class NeighbourExplorer(View):
     def _show(self, change: Any = None) -> None:
         if self.token.disabled:
             return
-        index, k = self.token.value, self.k.value
+        index = None if self.token.value == ALL else self.token.value
+        k = self.k.value
         try:
             learned = soft_prompt(self.model)
             initial = self.initial
