@@ -16,13 +16,12 @@ import ast
 import hashlib
 import os
 import sysconfig
-from collections import Counter
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .splits import assign_balanced, check_ratios, normalise_split
+from .splits import check_ratios, normalise_split, rows_in_split
 
 # Folder names whose files are tests, the IDLE app or a deprecated translator, not library API.
 EXCLUDED_PARTS = frozenset(
@@ -142,13 +141,7 @@ def load_stdlib_docstrings(
         if max_source_chars is not None and len(record["source"]) > max_source_chars:
             continue
         rows.append({**record, "docstring": docstring, "n_lines": record["source"].count("\n")})
-    sizes = Counter(row["module"] for row in rows)
-    assignment = assign_balanced(sizes, fractions, seed=seed)
-    if wanted is not None:
-        rows = [row for row in rows if assignment[row["module"]] == wanted]
-    if not rows:
-        raise DataError(
-            f"no functions left in split {split!r} under {folder}; lower min_docstring_chars "
-            f"({min_docstring_chars}), raise max_source_chars ({max_source_chars}) or check ratios {fractions}"
-        )
-    return rows
+    return rows_in_split(
+        rows, "module", fractions, wanted, seed=seed,
+        if_empty=f"no functions left in split {split!r} under {folder}; lower min_docstring_chars "
+        f"({min_docstring_chars}), raise max_source_chars ({max_source_chars}) or check ratios {fractions}")

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, DependencyError
-from .splits import assign_balanced, check_ratios, hash_unit, normalise_split
+from .splits import check_ratios, hash_unit, normalise_split, rows_in_split
 
 # clause type -> patterns searched in the lower-cased heading; earlier types win.
 CLAUSE_RULES: dict[str, tuple[str, ...]] = {
@@ -297,15 +297,10 @@ def load_licence_clauses(
         for row in sorted(group, key=lambda r: hash_unit(r["doc_key"] + r["text"], seed))[:max_per_type]
     }
     rows = [row for row in rows if id(row) in keep]
-    assignment = assign_balanced(Counter(row["doc_key"] for row in rows), fractions, seed=seed)
-    if wanted is not None:
-        rows = [row for row in rows if assignment[row["doc_key"]] == wanted]
-    if not rows:
-        raise DataError(
-            f"no clauses left in split {split!r}; lower min_chars ({min_chars}) or min_per_type "
-            f"({min_per_type}), or raise max_chars ({max_chars})"
-        )
-    return rows
+    return rows_in_split(
+        rows, "doc_key", fractions, wanted, seed=seed,
+        if_empty=f"no clauses left in split {split!r}; lower min_chars ({min_chars}) or min_per_type "
+        f"({min_per_type}), or raise max_chars ({max_chars})")
 
 
 def clause_type_counts(rows: list[dict[str, str]]) -> dict[str, int]:

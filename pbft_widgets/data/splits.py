@@ -11,7 +11,7 @@ an order fixed by a seeded hash of their name, so the seed varies the split and 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Hashable, Mapping
 
 from ..errors import DataError
@@ -69,3 +69,16 @@ def assign_balanced(
             out[group] = name
             filled[name] += sizes[group]
     return out
+
+
+def rows_in_split(rows: list[dict], group_key: str, ratios: Mapping[str, float], wanted: str | None, *,
+                  seed: int, if_empty: str) -> list[dict]:
+    """The rows whose group (``row[group_key]``) lands in split ``wanted`` (all rows when None).
+
+    Raises DataError(``if_empty``) when nothing is left, so each loader can name its own knobs.
+    """
+    assignment = assign_balanced(Counter(row[group_key] for row in rows), ratios, seed=seed)
+    kept = rows if wanted is None else [row for row in rows if assignment[row[group_key]] == wanted]
+    if not kept:
+        raise DataError(if_empty)
+    return kept
