@@ -12,8 +12,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,7 @@ from peft import PeftConfig, PeftModel, PeftType, PromptTuningInit, get_peft_mod
     set_peft_model_state_dict
 from peft.tuners.tuners_utils import BaseTunerLayer
 
-from . import hybrid
+from . import atomic, hybrid
 from .errors import AdapterError
 from .methods import (TASK_TYPES, TRAINING_DEFAULTS, PeftSetup, has_prompt_encoder_weights, infer_task,
                       method_report, prompt_encoder_state, quantization_of)
@@ -47,12 +45,16 @@ def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = F
     """
     model, method, task, extra = _unpack(setup_or_model)
     target = Path(path).expanduser()
+    atomic.recover_dir(target)
     if target.exists() and not overwrite:
-        raise AdapterError(f"{target} already exists; pass overwrite=True to replace it, or choose a new path")
+        raise AdapterError(f"{target} already exists; pass overwrite=True to replace it, or choose a new path "
+                           f"(e.g. next_version({str(target)!r}) gives {next_version(target).name!r})")
     if target.exists() and not target.is_dir():
         raise AdapterError(f"{target} is a file; choose a directory path for the adapter")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    if target.is_dir() and any(target.iterdir()) and not _is_adapter_dir(target):
+        raise AdapterError(f"{target} holds files that are not an adapter; choose a new path (overwrite=True "
+                           "only replaces adapters, so nothing there was touched)")
+    tmp = atomic.staging_dir(target)
     try:
         _write_weights(model, tmp)
         manifest = {
@@ -63,7 +65,7 @@ def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = F
                          "torch": torch.__version__},
         }
         (tmp / MANIFEST).write_text(json.dumps(_jsonable(manifest), indent=2) + "\n", encoding="utf-8")
-        _swap_into_place(tmp, target)
+        atomic.replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -71,17 +73,22 @@ def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = F
 
 
 def load_adapter(base_model, path: str | os.PathLike, *, is_trainable: bool = False,
-                 tokenizer=None) -> PeftSetup:
+                 tokenizer=None, method: str | None = None) -> PeftSetup:
     """Load a saved adapter onto a fresh ``base_model``; AdapterError names what is wrong and the fix.
 
     Also loads plain PEFT adapter folders (e.g. trainer checkpoints), without the base-model check.
     ``is_trainable=True`` returns a model ready to continue training, prompt methods included.
+    ``method`` (optional) is the method the caller expects; another method's adapter is refused.
     """
     directory = Path(path).expanduser()
     if isinstance(base_model, PeftModel) or any(isinstance(m, BaseTunerLayer) for m in base_model.modules()):
         raise AdapterError("load_adapter needs a plain base model, but this one already carries an adapter; "
                            "load a fresh base with load_model(...)")
+    expected = method
     method, task = check_adapter(base_model, directory)
+    if expected is not None and expected != method:
+        raise AdapterError(f"adapter {directory} was saved by {method}, not {expected}; load it without "
+                           f"method= (or with method={method!r}), or point to a {expected} adapter")
     actual_task = infer_task(base_model)
     if actual_task is not None and actual_task != task:
         raise AdapterError(f"adapter {directory} is for {task} but the base model is a {actual_task} model; "
@@ -114,11 +121,13 @@ def check_adapter(base_model, path: str | os.PathLike) -> tuple[str, str]:
 def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
     """The manifest of an adapter directory; None for a plain PEFT folder; AdapterError otherwise."""
     directory = Path(path).expanduser()
+    atomic.recover_dir(directory)
     if not directory.exists():
         raise AdapterError(f"no adapter at {directory}; check the path, or save one there with "
                            "save_adapter(setup, path)")
     if not directory.is_dir():
         raise AdapterError(f"{directory} is a file; pass the adapter's directory")
+    _refuse_incomplete_checkpoint(directory)
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         if (directory / "adapter_config.json").is_file():
@@ -295,18 +304,34 @@ def _sha256(file: Path) -> str:
     return digest.hexdigest()
 
 
-def _swap_into_place(tmp: Path, target: Path) -> None:
-    if not target.exists():
-        os.replace(tmp, target)
+def _refuse_incomplete_checkpoint(directory: Path) -> None:
+    """A train() checkpoint without its completion marker was cut off mid-write: never load it."""
+    from .train import CHECKPOINT_MARKER, RUN_MANIFEST, latest_complete_checkpoint
+
+    step = directory.name.removeprefix("checkpoint-")
+    if not step.isdigit() or not (directory.parent / RUN_MANIFEST).is_file():
         return
-    backup = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.old")
-    os.replace(target, backup)
-    try:
-        os.replace(tmp, target)
-    except BaseException:
-        os.replace(backup, target)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
+    if (directory / CHECKPOINT_MARKER).is_file():
+        return
+    good = latest_complete_checkpoint(directory.parent)
+    raise AdapterError(f"{directory} is an incomplete checkpoint (the run stopped while writing it); load "
+                       + (f"the last complete one, {good}" if good else "the run's adapter/ folder instead")
+                       + " (train.latest_complete_checkpoint(output_dir) finds it)")
+
+
+def next_version(path: str | os.PathLike) -> Path:
+    """The first of ``path``, ``path-v2``, ``path-v3``, ... that does not exist: keep every version."""
+    target = Path(path).expanduser()
+    version = 1
+    candidate = target
+    while candidate.exists():
+        version += 1
+        candidate = target.with_name(f"{target.name}-v{version}")
+    return candidate
+
+
+def _is_adapter_dir(directory: Path) -> bool:
+    return (directory / MANIFEST).is_file() or (directory / "adapter_config.json").is_file()
 
 
 def _describe(fingerprint: dict[str, Any]) -> str:

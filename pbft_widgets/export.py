@@ -12,11 +12,11 @@ import json
 import os
 import pprint
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import atomic
 from .errors import ConfigError, OutputExistsError
 
 RECIPE_MARKER = "pbft_recipe.json"
@@ -131,6 +131,7 @@ def export_recipe(
     from .data.jsonl import write_jsonl
 
     target = Path(target_dir)
+    atomic.recover_dir(target)
     _check_target(target, overwrite)
     if task == "causal-lm" and template is None:
         raise ConfigError("a causal-lm recipe needs template=PromptTemplate(...) to render its data.")
@@ -143,7 +144,7 @@ def export_recipe(
     }
     _check_literals(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    staging = atomic.staging_dir(target)
     try:
         script = _SCRIPT.format(
             title=f"{method} on {model} ({task})", script=SCRIPT_NAME, model=str(model), task=task,
@@ -159,9 +160,7 @@ def export_recipe(
         if eval_rows:
             write_jsonl(eval_rows, staging / "data" / "eval.jsonl")
         (staging / RECIPE_MARKER).write_text(json.dumps(settings, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.rename(staging, target)
+        atomic.replace_dir(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target

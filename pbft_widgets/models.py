@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import torch
 
+from . import atomic
 from .errors import ConfigError, DependencyError, ModelNotFoundError
 
 TASKS = ("causal-lm", "token-classification", "sequence-classification")
@@ -215,8 +216,7 @@ def _converted_folder(spec: EmbeddedModel, gguf_path: Path) -> tuple[Path, bool]
     try:
         _convert_gguf(gguf_path, tmp)
         (tmp / _COMPLETE_MARKER).write_text(json.dumps(stamp))
-        if target.exists():
-            shutil.rmtree(target)  # stale or incomplete: never merged with the new files
+        atomic.remove_tree(target)  # stale or incomplete: never merged with the new files
         os.rename(tmp, target)
     except OSError:
         if _is_complete(target, stamp):  # another process finished first; use its folder

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,6 +21,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, set_seed
 
+from . import atomic
 from .errors import ConfigError, DataError, TrainingError
 
 RUN_MANIFEST = "pbft_run.json"
@@ -158,9 +158,14 @@ def train(
         args.update(metric_for_best_model=watch, greater_is_better=greater_is_better if watch != "eval_loss"
                     else False, load_best_model_at_end=early_stopping_patience is not None)
     args.update(trainer_overrides or {})
+    if method == "prefix-tuning" and (args.get("activation_checkpointing") or args.get("gradient_checkpointing")):
+        raise ConfigError("prefix-tuning cannot train with gradient checkpointing (peft #869); drop "
+                          "gradient_checkpointing/activation_checkpointing from trainer_overrides")
 
     optimizer = _hybrid_optimizer(model, method, learning_rate, prompt_learning_rate, defaults)
-    checkpoint = latest_complete_checkpoint(out) if resume else None
+    checkpoint = latest_complete_checkpoint(out, verify=True) if resume else None
+    if resume and _is_main_process():
+        _remove_incomplete_checkpoints(out)
     control = control or TrainingControl()
     stream = _StreamCallback(list(listeners), control, metric_fn, model, resume_from=checkpoint)
     callbacks: list[TrainerCallback] = [stream]
@@ -214,14 +219,54 @@ def _hybrid_optimizer(model: Any, method: str, lora_lr: float, prompt_lr: float 
     return torch.optim.AdamW(groups)
 
 
-def latest_complete_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The newest checkpoint whose completion marker was written; incomplete ones are ignored."""
+def latest_complete_checkpoint(output_dir: str | os.PathLike, *, verify: bool = False) -> Path | None:
+    """The newest checkpoint whose completion marker was written and whose files match it.
+
+    Incomplete ones (a run killed while writing, or while deleting an old checkpoint) are ignored;
+    ``verify=True`` also checks every file's SHA-256, as resuming does.
+    """
     candidates = []
     for path in Path(output_dir).glob("checkpoint-*"):
         step = path.name.removeprefix("checkpoint-")
-        if step.isdigit() and (path / CHECKPOINT_MARKER).is_file():
+        if step.isdigit() and checkpoint_is_complete(path, verify=verify):
             candidates.append((int(step), path))
     return max(candidates)[1] if candidates else None
+
+
+def checkpoint_is_complete(path: str | os.PathLike, *, verify: bool = True) -> bool:
+    """True when ``path`` has its completion marker and every file it lists (sizes; hashes if ``verify``)."""
+    path = Path(path)
+    try:
+        marker = json.loads((path / CHECKPOINT_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    files = marker.get("files", {}) if isinstance(marker, dict) else None  # no table: an older marker
+    if not isinstance(files, dict):
+        return False
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file() or file.stat().st_size != expected["bytes"]:
+            return False
+        if verify and _sha256(file) != expected["sha256"]:
+            return False
+    return True
+
+
+def _sha256(file: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _remove_incomplete_checkpoints(out: Path) -> None:
+    """Checkpoints a killed run left half-written would confuse the Trainer's rotation; delete them."""
+    for path in out.glob("checkpoint-*"):
+        if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit() and not checkpoint_is_complete(path):
+            atomic.remove_tree(path)
 
 
 def _is_main_process() -> bool:
@@ -282,9 +327,12 @@ def _claim_output_dir(out: Path, *, method: str, task: str, model: Any, resume: 
         if not marker.is_file():
             raise TrainingError(f"{out} exists and was not written by pbft_widgets.train; choose a new "
                                 "output_dir (nothing there is touched).")
-        previous = json.loads(marker.read_text())
+        try:
+            previous = json.loads(marker.read_text())
+        except ValueError:
+            previous = None  # a damaged manifest: treated as another run's
         if overwrite:
-            shutil.rmtree(out)
+            atomic.remove_tree(out)
         elif previous != manifest:
             raise TrainingError(f"{out} holds a run of a different method or base model ({previous}); "
                                 "use another output_dir, or overwrite=True to discard it.")
@@ -409,7 +457,10 @@ class _StreamCallback(TrainerCallback):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and path.is_dir():
             _save_trainable_state(self.model, path / TRAINABLE_STATE)
-            _write_json_atomic(path / CHECKPOINT_MARKER, {"step": state.global_step, "time": time.time()})
+            files = {file.relative_to(path).as_posix(): {"bytes": file.stat().st_size, "sha256": _sha256(file)}
+                     for file in sorted(path.rglob("*")) if file.is_file() and file.name != CHECKPOINT_MARKER}
+            _write_json_atomic(path / CHECKPOINT_MARKER, {"step": state.global_step, "time": time.time(),
+                                                          "files": files})
             self.emit(TrainEvent("checkpoint", state.global_step, state.max_steps, checkpoint=str(path),
                                  elapsed_seconds=self.elapsed()))
 

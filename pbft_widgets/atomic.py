@@ -1,0 +1,81 @@
+"""Directory writes that a killed process (Ctrl-C, SIGKILL, a Colab disconnect) cannot leave half done.
+
+A directory artefact (adapter, exported recipe, converted model) is built in a hidden staging
+sibling and renamed into place. Replacing an existing one takes two renames (old -> backup,
+staging -> target); a process killed between them leaves the complete old artefact as a backup,
+which :func:`recover_dir` puts back the next time anything reads or writes that path. Deletion
+renames first, so a half-deleted tree never sits under the real name.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+
+_STAGING = ".tmp-"
+_BACKUP = ".old-"
+_TRASH = ".trash-"
+
+
+def staging_dir(target: Path) -> Path:
+    """A new hidden directory next to ``target`` (same file system, so the final rename is atomic)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(target)
+    return Path(tempfile.mkdtemp(prefix=f".{target.name}{_STAGING}{os.getpid()}-", dir=target.parent))
+
+
+def replace_dir(staging: Path, target: Path) -> None:
+    """Move the complete ``staging`` directory to ``target``, replacing what is there only at the end."""
+    if not target.exists():
+        os.replace(staging, target)
+        return
+    backup = target.with_name(f".{target.name}{_BACKUP}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.replace(target, backup)
+    try:
+        os.replace(staging, target)
+    except BaseException:
+        os.replace(backup, target)
+        raise
+    remove_tree(backup)
+
+
+def recover_dir(target: Path) -> None:
+    """Put back the previous artefact when a replacement was killed between its two renames."""
+    if target.exists() or not target.parent.is_dir():
+        return
+    backups = sorted(target.parent.glob(f".{target.name}{_BACKUP}*"), key=lambda p: p.stat().st_mtime)
+    if backups:
+        os.replace(backups[-1], target)
+
+
+def remove_tree(path: Path) -> None:
+    """Delete a directory so that no half-deleted copy is ever left under its own name."""
+    if not path.exists():
+        return
+    trash = path.with_name(f".{path.name.lstrip('.')}{_TRASH}{os.getpid()}-{uuid.uuid4().hex[:8]}")
+    os.replace(path, trash)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_stale(target: Path) -> None:
+    """Delete staging and trash directories of ``target`` left by processes that died."""
+    if not target.parent.is_dir():
+        return
+    for kind in (_STAGING, _TRASH):
+        for leftover in target.parent.glob(f".{target.name}{kind}*"):
+            pid = leftover.name.split(kind, 1)[1].split("-", 1)[0]
+            if pid.isdigit() and not process_alive(int(pid)):
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
