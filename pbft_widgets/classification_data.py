@@ -7,6 +7,8 @@ back to words.
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -15,6 +17,7 @@ import numpy as np
 from .errors import DataError
 
 IGNORE_INDEX = -100
+_BIO_LABEL = re.compile(r"^(O|[BI]-\S+)$")
 
 
 def _check_labels(values: set[str], label2id: Mapping[str, int], split: str, what: str) -> None:
@@ -37,8 +40,18 @@ def encode_token_rows(rows: Sequence[Mapping[str, Any]], tokenizer: Any, label2i
             raise DataError(f"{split} row {i}: {len(row['tokens'])} tokens but {len(row['tags'])} tags; "
                             "give exactly one tag per token.")
     _check_labels({str(t) for row in rows for t in row["tags"]}, label2id, split, "tags")
-    encoded = tokenizer([list(row["tokens"]) for row in rows], is_split_into_words=True, truncation=True,
-                        max_length=max_length or min(tokenizer.model_max_length, 512))
+    if all(_BIO_LABEL.match(str(label)) for label in label2id):  # an IOB2 label set: entities must start with B-
+        from .data.conll import validate_tags
+
+        try:
+            validate_tags(rows, source=f"{split} rows")
+        except DataError as exc:
+            raise DataError(f"{exc} (for rows in memory: rows = pbft_widgets.data.conll.validate_tags(rows, "
+                            "repair=True))") from None
+    words = [list(row["tokens"]) for row in rows]
+    limit = max_length or min(tokenizer.model_max_length, 512)
+    _warn_cut(tokenizer(words, is_split_into_words=True)["input_ids"], limit, split)
+    encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=limit)
     labels = []
     for i, row in enumerate(rows):
         previous = None
@@ -60,10 +73,21 @@ def encode_sequence_rows(rows: Sequence[Mapping[str, Any]], tokenizer: Any, labe
         if "text" not in row or "label" not in row or row["label"] is None:
             raise DataError(f"{split} row {i} needs a 'text' and a non-empty 'label' (got {sorted(row)}).")
     _check_labels({str(row["label"]) for row in rows}, label2id, split, "labels")
-    encoded = tokenizer([str(row["text"]) for row in rows], truncation=True,
-                        max_length=max_length or min(tokenizer.model_max_length, 512))
+    texts = [str(row["text"]) for row in rows]
+    limit = max_length or min(tokenizer.model_max_length, 512)
+    _warn_cut(tokenizer(texts)["input_ids"], limit, split)
+    encoded = tokenizer(texts, truncation=True, max_length=limit)
     return Dataset.from_dict({**{k: list(v) for k, v in encoded.items()},
                               "labels": [label2id[str(row["label"])] for row in rows]})
+
+
+def _warn_cut(input_ids: Sequence[Sequence[int]], limit: int, split: str) -> None:
+    """Say how many tokens truncation drops, so a long-document dataset is not silently shortened."""
+    cut = [len(ids) - limit for ids in input_ids if len(ids) > limit]
+    if cut:
+        warnings.warn(f"{sum(cut)} tokens were cut from {len(cut)} of {len(input_ids)} {split} rows to fit "
+                      f"max_length={limit}; split long texts into shorter rows or raise max_length (at most "
+                      "the model's max_position_embeddings)", UserWarning, stacklevel=3)
 
 
 def metrics_for(task: str, id2label: Mapping[int, str]) -> Callable[[Any], dict[str, float]]:

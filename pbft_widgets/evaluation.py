@@ -9,6 +9,7 @@ from :mod:`pbft_widgets.metrics`, so a zero-shot prompt and a tuned adapter are 
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,6 +107,32 @@ def _inserts_virtual_tokens(model: Any) -> bool:
     return not isinstance(model, PreTrainedModel)
 
 
+def context_limit(model: Any) -> int | None:
+    """Positions left for real tokens: the model's max_position_embeddings minus any virtual tokens."""
+    config = getattr(model, "config", None)
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int):
+        return None
+    peft_config = getattr(model, "active_peft_config", None)
+    if peft_config is not None and peft_config.is_prompt_learning and peft_config.peft_type not in _CACHE_PROMPT_TYPES:
+        positions -= peft_config.num_virtual_tokens
+    return positions
+
+
+def _warn_cut(cut: Sequence[int], total: int, limit: int, where: str, fix: str) -> None:
+    cut = [n for n in cut if n > 0]
+    if cut:
+        warnings.warn(f"{sum(cut)} tokens were cut from {len(cut)} of {total} {where} to fit {limit} tokens "
+                      f"(the model's positions); {fix}", UserWarning, stacklevel=4)
+
+
+def _head_limit(model: Any, tokenizer: Any) -> int:
+    """Truncation length for a classification head: the tokenizer's limit, never past the model's."""
+    limits = [n for n in (tokenizer.model_max_length, context_limit(model)) if isinstance(n, int) and n > 0]
+    return min(limits) if limits else 512
+
+
 def _plan_batches(lengths: Sequence[int], batch_size: int, *, equal_length: bool) -> list[list[int]]:
     """Indices per batch, longest first (memory errors surface on the first batch, not the last).
 
@@ -167,6 +194,15 @@ def generate_texts(
             "tokenizer.pad_token = tokenizer.eos_token (load_tokenizer/load_model do this)"
         )
     stop = _stop_ids(model, tokenizer)
+    limit = context_limit(model)
+    if limit is not None:  # keep the end of an over-long prompt: it holds the question and answer cue
+        room = limit - max_new_tokens
+        if room < 1:
+            raise ConfigError(f"max_new_tokens={max_new_tokens} leaves no room for the prompt in the model's "
+                              f"{limit} positions; lower max_new_tokens")
+        _warn_cut([len(ids) - room for ids in encoded], len(encoded), room, "prompts (from the start)",
+                  "shorten the inputs, lower max_new_tokens, or set the template's max_length")
+        encoded = [ids[-room:] for ids in encoded]
     options = {
         "max_new_tokens": max_new_tokens,
         "do_sample": False,
@@ -273,11 +309,16 @@ def _predict_tags(
     device = _device(model)
     tags: list[list[str]] = [[] for _ in words]
     unaligned = 0
+    limit = _head_limit(model, tokenizer)
+    full = tokenizer(words, is_split_into_words=True)["input_ids"] if words else []
+    _warn_cut([len(ids) - limit for ids in full], len(words), limit, "sentences",
+              "their last words are tagged 'O' (counted in unaligned_words); split long sentences")
     for batch in _plan_batches([len(w) for w in words], batch_size, equal_length=False):
         encoding = tokenizer(
             [words[i] for i in batch],
             is_split_into_words=True,
             truncation=True,
+            max_length=limit,
             padding=True,
             return_tensors="pt",
         )
@@ -306,10 +347,14 @@ def _predict_labels(model: Any, tokenizer: Any, texts: list[str], batch_size: in
     id2label = _id2label(model)
     device = _device(model)
     labels: list[str] = [""] * len(texts)
+    limit = _head_limit(model, tokenizer)
+    _warn_cut([len(ids) - limit for ids in tokenizer(texts)["input_ids"]], len(texts), limit, "texts",
+              "only their beginning was classified; split long texts or summarise them first")
     for batch in _plan_batches([len(t) for t in texts], batch_size, equal_length=False):
         encoding = tokenizer(
             [texts[i] for i in batch],
             truncation=True,
+            max_length=limit,
             padding=True,
             padding_side="right",
             return_tensors="pt",

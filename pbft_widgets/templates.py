@@ -291,6 +291,12 @@ class PromptTemplate:
             )
         data = dict(data)
         version = data.pop("version", None)
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise TemplateError(f"template file has a malformed entry: unknown setting(s) "
+                                f"{', '.join(map(repr, unknown))}; remove them (known settings: "
+                                f"{', '.join(sorted(known))})")
         if version != FORMAT_VERSION:
             raise TemplateError(
                 f"template format version {version!r} is not supported (this library reads version "
