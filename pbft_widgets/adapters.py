@@ -48,7 +48,7 @@ def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = F
     atomic.recover_dir(target)
     if target.exists() and not overwrite:
         raise AdapterError(f"{target} already exists; pass overwrite=True to replace it, or choose a new path "
-                           f"(e.g. next_version({str(target)!r}) gives {next_version(target).name!r})")
+                           f"(pbft_widgets.adapters.next_version(path) gives {next_version(target).name!r})")
     if target.exists() and not target.is_dir():
         raise AdapterError(f"{target} is a file; choose a directory path for the adapter")
     if target.is_dir() and any(target.iterdir()) and not _is_adapter_dir(target):
