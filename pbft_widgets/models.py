@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import socket
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -210,9 +209,7 @@ def _converted_folder(spec: EmbeddedModel, gguf_path: Path) -> tuple[Path, bool]
     stamp = {"source": str(gguf_path), "size": gguf_path.stat().st_size, "format": 1}
     if _is_complete(target, stamp):
         return target, False
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _remove_orphaned_temp_dirs(target)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{spec.name}.tmp-{os.getpid()}-", dir=target.parent))
+    tmp = atomic.staging_dir(target)  # also deletes what conversions killed earlier left behind
     try:
         _convert_gguf(gguf_path, tmp)
         (tmp / _COMPLETE_MARKER).write_text(json.dumps(stamp))
@@ -225,24 +222,6 @@ def _converted_folder(spec: EmbeddedModel, gguf_path: Path) -> tuple[Path, bool]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target, True
-
-
-def _remove_orphaned_temp_dirs(target: Path) -> None:
-    """Delete temp folders left by conversions whose process died (killed, crashed, Colab reset)."""
-    for tmp in target.parent.glob(f".{target.name}.tmp-*"):
-        pid = tmp.name.split(".tmp-")[1].split("-")[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _is_complete(folder: Path, stamp: dict[str, Any]) -> bool:

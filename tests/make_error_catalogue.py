@@ -49,7 +49,8 @@ Paths of the test's scratch folder are shown as `<tmp>`.
   the old copy back. Training checkpoints are sealed by a marker listing every file's size and
   SHA-256; `train(..., resume=True)` verifies them, continues from the newest sealed one and
   deletes half-written ones. `tests/test_interrupts.py` SIGKILLs a training process 20 times at
-  random steps (seeded) and an adapter save 12 times, checking every artefact after each kill.
+  random steps (seeded), an adapter save 12 times and a model conversion 8 times, checking every
+  artefact after each kill.
 - **No silent overwrite.** `save_adapter` refuses an existing path unless `overwrite=True`
   (`next_version(path)` gives `path-v2`, `path-v3`, ...), and never replaces a folder that is not
   an adapter; `train` and `export_recipe` refuse directories they did not write.

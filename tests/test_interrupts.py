@@ -187,3 +187,45 @@ def test_versions_keep_every_adapter(tiny_causal_lm, tmp_path):
     paths = [save_adapter(setup, next_version(tmp_path / "legal")) for _ in range(3)]
     assert [p.name for p in paths] == ["legal", "legal-v2", "legal-v3"]
     assert all(load_adapter(copy.deepcopy(tiny_causal_lm), p).method == "lora" for p in paths)
+
+
+CACHE_TRIALS = 8
+SHARDS = 12
+
+
+def _convert_slowly(gguf_path: Path, out_dir: Path) -> None:
+    """Stands in for the ~30 s GGUF conversion: writes shards one by one, so a kill lands mid-write."""
+    for i in range(SHARDS):
+        (out_dir / f"shard-{i}.bin").write_bytes(os.urandom(4096))
+        time.sleep(0.01)
+
+
+def _convert_until_killed(spec, gguf: Path) -> None:
+    """Child: convert, drop the cache, convert again, ... until killed."""
+    from pbft_widgets import atomic, models
+
+    models._convert_gguf = _convert_slowly  # in this forked child only
+    for _ in range(10_000):
+        target, _ = models._converted_folder(spec, gguf)
+        atomic.remove_tree(target)
+    os._exit(0)
+
+
+def test_model_conversion_killed_at_random_moments_never_leaves_a_broken_cache(tmp_path, monkeypatch):
+    from pbft_widgets import models
+
+    monkeypatch.setenv("PBFT_CACHE_DIR", str(tmp_path / "cache"))
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"GGUF" + bytes(100))
+    spec = models.EMBEDDED["smollm2-135m-instruct"]
+    target = tmp_path / "cache" / spec.name
+    rng = random.Random(7)
+    for _ in range(CACHE_TRIALS):
+        _kill_after(_convert_until_killed, (spec, gguf), rng.uniform(0.05, 0.5))
+        if target.exists():  # present means complete: marker and every shard
+            assert (target / "pbft_converted.json").is_file()
+            assert sorted(p.name for p in target.glob("shard-*")) == sorted(f"shard-{i}.bin" for i in range(SHARDS))
+    monkeypatch.setattr(models, "_convert_gguf", _convert_slowly)
+    folder, _ = models._converted_folder(spec, gguf)
+    assert len(list(folder.glob("shard-*"))) == SHARDS
+    assert [p.name for p in folder.parent.iterdir()] == [spec.name], "leftovers of killed conversions remain"
