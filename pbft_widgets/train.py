@@ -349,6 +349,20 @@ def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _token_limit(model: Any, tokenizer: Any, asked: int | None) -> int | None:
+    """Tokens a training row may have: what was asked, within the tokenizer's and the model's limits.
+
+    The model's limit is its max_position_embeddings minus virtual tokens: longer rows would index
+    past learned position embeddings (a crash) once a soft prompt is prepended.
+    """
+    from .evaluation import context_limit
+
+    tokenizer_max = getattr(tokenizer, "model_max_length", None)
+    tokenizer_max = tokenizer_max if isinstance(tokenizer_max, int) and tokenizer_max <= 1_000_000 else None
+    limits = [n for n in (asked, tokenizer_max, context_limit(model)) if isinstance(n, int) and n > 0]
+    return min(limits) if limits else None
+
+
 def _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callbacks, max_length, optimizer):
     import datasets
     from trl import SFTConfig, SFTTrainer
@@ -356,12 +370,15 @@ def _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callba
     if template is None:
         raise ConfigError("generative training needs template=PromptTemplate(...) to turn rows into "
                           "prompt/completion pairs.")
+    limit = _token_limit(model, tokenizer, max_length or template.max_length)
+    if limit is not None and limit != template.max_length:
+        template = template.with_changes(max_length=limit)  # the template cuts inputs, and says how much
     train_ds = template.to_dataset(train_rows, tokenizer)
     eval_ds = template.to_dataset(eval_rows, tokenizer) if eval_rows else None
     config = SFTConfig(
         **args,
         completion_only_loss=True,  # score the answer only; the prompt is given, not learned
-        max_length=max_length or template.max_length,
+        max_length=limit,
         packing=False,  # virtual tokens are prepended per sequence: packing would share one prompt
         padding_free=False,
         dataset_num_proc=None,
@@ -384,6 +401,7 @@ def _classification_trainer(model, tokenizer, task, train_rows, eval_rows, args,
     from .classification_data import encode_sequence_rows, encode_token_rows, metrics_for
 
     label2id = {str(k): int(v) for k, v in model.config.label2id.items()}
+    max_length = _token_limit(model, tokenizer, max_length or min(tokenizer.model_max_length, 512))
     encode = encode_token_rows if task == "token-classification" else encode_sequence_rows
     train_ds = encode(train_rows, tokenizer, label2id, max_length=max_length, split="train")
     eval_ds = encode(eval_rows, tokenizer, label2id, max_length=max_length, split="eval") if eval_rows else None

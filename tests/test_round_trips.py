@@ -161,3 +161,27 @@ def test_over_long_texts_for_a_classifier_are_cut_with_a_warning(bert_tokenizer,
         result = evaluate(tagger, bert_tokenizer, rows, task_kind="ner")
     assert any("tokens were cut from 1 of 1 sentences" in str(w.message) for w in caught)
     assert result.scores["unaligned_words"] == 80 - 30  # 32 positions minus [CLS] and [SEP]
+
+
+def test_over_long_training_rows_are_cut_with_a_warning(bert_tokenizer, tiny_bert_config, smol_tokenizer, tmp_path):
+    """Virtual tokens take positions too: rows are cut to max_position_embeddings minus the prompt."""
+    from transformers import BertForSequenceClassification, LlamaConfig, LlamaForCausalLM
+
+    config = copy.deepcopy(tiny_bert_config)
+    config.max_position_embeddings = 32
+    config.id2label, config.label2id = {0: "neg", 1: "pos"}, {"neg": 0, "pos": 1}
+    setup = apply_method(BertForSequenceClassification(config), "prompt-tuning", task="sequence-classification",
+                         num_virtual_tokens=4)
+    rows = [{"text": "word " * 60, "label": "pos"}, {"text": "short", "label": "neg"}]
+    with pytest.warns(UserWarning, match="34 tokens were cut from 1 of 2 train rows to fit max_length=28"):
+        train(setup, rows, tokenizer=bert_tokenizer, output_dir=tmp_path / "cls", max_steps=1, batch_size=2,
+              save_final_adapter=False, smoke=False)
+
+    llama = LlamaForCausalLM(LlamaConfig(vocab_size=len(smol_tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=64))
+    setup = apply_method(llama, "prompt-tuning", tokenizer=smol_tokenizer, num_virtual_tokens=4)
+    rows = [{"text": "the licence grants a worldwide right " * 30, "label": "pos"}] + ROWS[1:4]
+    with pytest.warns(UserWarning, match=r"input tokens were cut from 1 of 4 rows to fit max_length=60"):
+        train(setup, rows, tokenizer=smol_tokenizer, template=_template(), output_dir=tmp_path / "lm", max_steps=1,
+              batch_size=2, save_final_adapter=False, smoke=False)
