@@ -323,7 +323,8 @@ def _claim_output_dir(out: Path, *, method: str, task: str, model: Any, resume: 
     """Refuse to mix runs: an existing directory must be ours, for the same method and base model."""
     manifest = {"method": method, "task": task, "base": _base_fingerprint(model)}
     marker = out / RUN_MANIFEST
-    if out.exists() and any(out.iterdir()):
+    # a run killed while claiming the directory may leave only the manifest's temp file: still ours
+    if out.exists() and any(not p.name.startswith(f".{RUN_MANIFEST}.tmp-") for p in out.iterdir()):
         if not marker.is_file():
             raise TrainingError(f"{out} exists and was not written by pbft_widgets.train; choose a new "
                                 "output_dir (nothing there is touched).")

@@ -229,3 +229,12 @@ def test_model_conversion_killed_at_random_moments_never_leaves_a_broken_cache(t
     folder, _ = models._converted_folder(spec, gguf)
     assert len(list(folder.glob("shard-*"))) == SHARDS
     assert [p.name for p in folder.parent.iterdir()] == [spec.name], "leftovers of killed conversions remain"
+
+
+def test_a_run_killed_while_claiming_its_directory_can_start_again(tiny_causal_lm, smol_tokenizer, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".pbft_run.json.tmp-4242").write_text('{"meth')  # all a kill at that moment leaves
+    result = train(_setup(tiny_causal_lm, smol_tokenizer), ROWS, tokenizer=smol_tokenizer, template=TEMPLATE,
+                   output_dir=out, max_steps=1, batch_size=4, smoke=False, save_final_adapter=False)
+    assert result.last_checkpoint == out / "checkpoint-1"
