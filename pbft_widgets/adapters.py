@@ -306,12 +306,12 @@ def _sha256(file: Path) -> str:
 
 def _refuse_incomplete_checkpoint(directory: Path) -> None:
     """A train() checkpoint without its completion marker was cut off mid-write: never load it."""
-    from .train import CHECKPOINT_MARKER, RUN_MANIFEST, latest_complete_checkpoint
+    from .train import RUN_MANIFEST, checkpoint_is_complete, latest_complete_checkpoint
 
     step = directory.name.removeprefix("checkpoint-")
     if not step.isdigit() or not (directory.parent / RUN_MANIFEST).is_file():
         return
-    if (directory / CHECKPOINT_MARKER).is_file():
+    if checkpoint_is_complete(directory, verify=False):  # marker present, every listed file its size
         return
     good = latest_complete_checkpoint(directory.parent)
     raise AdapterError(f"{directory} is an incomplete checkpoint (the run stopped while writing it); load "
