@@ -1,0 +1,79 @@
+"""Item 2: our ``train()`` against the plain peft+TRL script (plain_trl.py), same model, data, method, steps.
+
+Runs alternate (ours, plain, ours, ...) so drift in the machine's load hits both alike. Both are
+timed by the same callback; final quality is the completion-only loss on the same held-out rows.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from .harness import StepClock, cuda_peak, peak_rss
+from .workloads import clause_rows, clause_template, lm_name
+
+
+def heldout_loss(model, tokenizer, pairs) -> float:
+    """Mean cross-entropy of the completion tokens given the prompt, over all held-out pairs."""
+    import torch
+
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for pair in pairs:
+            prompt = tokenizer(pair["prompt"])["input_ids"]
+            completion = tokenizer(pair["completion"], add_special_tokens=False)["input_ids"]
+            ids = torch.tensor([prompt + completion], device=device)
+            labels = torch.tensor([[-100] * len(prompt) + completion], device=device)
+            loss = model(input_ids=ids, labels=labels).loss
+            total += float(loss) * len(completion)
+            count += len(completion)
+    return total / count
+
+
+def measure(params: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    from pbft_widgets.models import embedded_model_path, load_model
+
+    clock_cls = StepClock.install()
+    device, path = params["device"], params["path"]
+    torch.manual_seed(0)
+    train_rows = clause_rows("train", params["train_per_type"], source=params.get("clauses"))
+    template = clause_template()
+    name = lm_name(params)
+    with tempfile.TemporaryDirectory(prefix="pbft-bench-baseline-") as out:
+        if path == "ours":
+            from pbft_widgets.methods import apply_method
+            from pbft_widgets.train import train
+
+            lm = load_model(name, device=device)
+            tokenizer = lm.tokenizer
+            setup = apply_method(lm.model, "lora", tokenizer=tokenizer, template=template)
+            result = train(setup, train_rows, tokenizer=tokenizer, template=template, output_dir=out,
+                           max_steps=params["steps"], batch_size=params["batch_size"], smoke=False,
+                           save_every=params["steps"], save_final_adapter=False)
+            model = result.model
+            checkpointing = bool(setup.training_defaults["gradient_checkpointing"])
+        else:
+            from transformers import AutoTokenizer
+
+            from .plain_trl import main as plain
+
+            folder = str(embedded_model_path(name)) if name == "smollm2-135m-instruct" else name
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+            pairs = template.to_pairs(train_rows, tokenizer)
+            trainer = plain(folder, pairs, out, max_steps=params["steps"], batch_size=params["batch_size"],
+                            use_cpu=device == "cpu")
+            model = trainer.model
+            checkpointing = bool(getattr(trainer.args, "activation_checkpointing",
+                                         getattr(trainer.args, "gradient_checkpointing", False)))
+        timing = StepClock.summary(clock_cls.instances[-1])
+        memory = cuda_peak(device) if device == "cuda" else peak_rss()
+        heldout_rows = clause_rows("validation", params["eval_per_type"], source=params.get("clauses"))
+        heldout = template.to_pairs(heldout_rows, tokenizer)
+        loss = heldout_loss(model, tokenizer, heldout)
+    return {"path": path, "device": device, **timing, "peak_memory_bytes": memory, "heldout_loss": loss,
+            "heldout_rows": len(heldout), "train_losses": clock_cls.instances[-1].losses,
+            "gradient_checkpointing": checkpointing}

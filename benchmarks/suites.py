@@ -1,0 +1,114 @@
+"""Which child measurements each suite runs, in which order, and the figures drawn from them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from statistics import median
+from typing import Any
+
+from .harness import spread
+
+METHODS = ("prompt-tuning", "prefix-tuning", "p-tuning", "lora", "qlora", "prompt+lora")
+NER_VARIANTS = ("full fine-tuning", "deep prompts (prefix tuning)", "LoRA r=8", "LoRA r=16")
+# Budgets of a full run and of the CI smoke run (tiny random models, a couple of steps).
+FULL = {"matrix": {"steps": 30, "batch_size": 8, "train_per_type": 60, "test_per_type": 15},
+        "baseline": {"steps": 20, "batch_size": 8, "train_per_type": 60, "eval_per_type": 8, "repeats": 3},
+        "qlora": {"steps": 10, "batch_size": 8, "train_per_type": 60, "repeats": 3},
+        "ner": {"epochs": 3, "batch_size": 16, "steps": None},
+        "inspection": {"repeats": 20, "virtual": 100, "tokens": 256}}
+SMOKE = {"matrix": {"steps": 2, "batch_size": 2, "train_per_type": 1, "test_per_type": 1},
+         "baseline": {"steps": 2, "batch_size": 2, "train_per_type": 1, "eval_per_type": 1, "repeats": 1},
+         "qlora": {"steps": 2, "batch_size": 2, "train_per_type": 1, "repeats": 1},
+         "ner": {"epochs": 1, "batch_size": 4, "steps": 2},
+         "inspection": {"repeats": 1, "virtual": 100, "tokens": 32}}
+SUITES = tuple(FULL)
+
+
+@dataclass(frozen=True)
+class Plan:
+    cases: list[dict[str, Any]]
+    summarise: Callable[[list[dict[str, Any]]], dict[str, Any]]
+
+
+def plan(suite: str, budget: dict[str, Any], common: dict[str, Any]) -> Plan:
+    """The child parameter sets of ``suite`` (alternating where runs are compared) and its summary."""
+    if suite == "matrix":
+        methods = budget.pop("methods", None) or METHODS
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown:
+            raise ValueError(f"unknown method(s) {unknown}; use {', '.join(METHODS)}")
+        return Plan([{**common, **budget, "method": m} for m in methods], _matrix_summary)
+    if suite == "baseline":
+        cases = [{**common, **budget, "path": path} for _ in range(budget["repeats"]) for path in ("ours", "plain")]
+        return Plan(cases, _baseline_summary)
+    if suite == "qlora":
+        cases = [{**common, **budget, "method": m} for _ in range(budget["repeats"]) for m in ("lora", "qlora")]
+        return Plan(cases, _qlora_summary)
+    if suite == "ner":
+        return Plan([{**common, **budget, "variant": v} for v in NER_VARIANTS], _ner_summary)
+    if suite == "inspection":
+        return Plan([{**common, **budget}], _inspection_summary)
+    raise ValueError(f"unknown suite {suite!r}; use one of {', '.join(SUITES)}")
+
+
+def _matrix_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"methods": [c["method"] for c in cases]}
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def _median_of(cases: list[dict[str, Any]], key: str) -> float | None:
+    values = [c[key] for c in cases if c.get(key) is not None]
+    return median(values) if values else None
+
+
+def _baseline_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    ours = [c for c in cases if c["path"] == "ours"]
+    plain = [c for c in cases if c["path"] == "plain"]
+    out: dict[str, Any] = {}
+    for key in ("tokens_per_second", "peak_memory_bytes", "heldout_loss", "loop_seconds"):
+        out[key] = {"ours": spread([c[key] for c in ours]), "plain": spread([c[key] for c in plain])}
+    out["tokens_per_second_ratio"] = _ratio(_median_of(ours, "tokens_per_second"),
+                                            _median_of(plain, "tokens_per_second"))
+    out["peak_memory_ratio"] = _ratio(_median_of(ours, "peak_memory_bytes"), _median_of(plain, "peak_memory_bytes"))
+    out["heldout_loss_difference"] = _median_of(ours, "heldout_loss") - _median_of(plain, "heldout_loss")
+    out["target_tokens_per_second_ratio"] = 1.5
+    out["target_met"] = (out["tokens_per_second_ratio"] or 0) >= 1.5 and out["heldout_loss_difference"] <= 0
+    return out
+
+
+def _qlora_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    keys = ("load_added_bytes", "train_added_bytes", "total_added_bytes", "resident_after_load_bytes",
+            "floor_rss_bytes")
+    for method in ("lora", "qlora"):
+        runs = [c for c in cases if c["method"] == method]
+        out[method] = {key: spread([c[key] for c in runs]) for key in keys}
+    for key in ("total_added_bytes", "load_added_bytes", "train_added_bytes", "resident_after_load_bytes"):
+        out[f"{key}_ratio"] = _ratio(out["qlora"][key]["median"], out["lora"][key]["median"])
+    out["target_ratio"] = 0.5
+    out["target_met"] = (out["total_added_bytes_ratio"] or 1) <= 0.5
+    return out
+
+
+def _ner_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    full = next(c for c in cases if c["method"] == "full-fine-tuning")
+    pbft = [c for c in cases if c["method"] != "full-fine-tuning" and c["percent_trainable"] <= 2.0]
+    best = max(pbft, key=lambda c: c["f1"]) if pbft else None
+    gap = 100.0 * (full["f1"] - best["f1"]) if best else None
+    return {"full_f1": full["f1"], "best_pbft": best["variant"] if best else None,
+            "best_pbft_f1": best["f1"] if best else None, "gap_f1_points": gap,
+            "best_pbft_percent_trainable": best["percent_trainable"] if best else None,
+            "target_gap_points": 1.0, "target_percent_trainable": 2.0,
+            "target_met": gap is not None and gap <= 1.0}
+
+
+def _inspection_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    case = cases[0]
+    return {"neighbours_ratio": case["neighbours_ratio"], "attention_ratio": case["attention_ratio"],
+            "target_neighbours_ratio": 1.2, "target_attention_ratio": 1.5,
+            "neighbours_target_met": case["neighbours_ratio"] <= 1.2,
+            "attention_target_met": case["attention_ratio"] <= 1.5}

@@ -1,0 +1,37 @@
+"""Smoke of the benchmark entry point: tiny random models, two steps, results in a temp folder.
+
+The full benchmark runs are made by hand (benchmarks/README.md); this keeps the entry point runnable.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks.__main__ import DEFAULT_OUT, main
+
+
+def _snapshot(folder):
+    return {p.name: p.stat().st_mtime_ns for p in folder.glob("*")} if folder.is_dir() else {}
+
+
+def test_smoke_run_writes_json_and_markdown_outside_the_committed_results(tmp_path):
+    committed = _snapshot(DEFAULT_OUT)
+    assert main(["run", "--smoke", "--suite", "matrix,inspection", "--methods", "lora", "--out", str(tmp_path)]) == 0
+
+    matrix = json.loads((tmp_path / "matrix-cpu.json").read_text())
+    assert matrix["smoke"] is True and matrix["command"].startswith("python -m benchmarks run --smoke")
+    (case,) = matrix["cases"]
+    assert case["method"] == "lora" and case["steps"] == 2 and case["trainable_params"] > 0
+    assert case["adapter_bytes"] > 0 and case["tokens_per_second"] > 0 and case["peak_memory_bytes"] > 0
+    inspection = json.loads((tmp_path / "inspection-cpu.json").read_text())
+    assert inspection["summary"]["neighbours_ratio"] > 0 and inspection["summary"]["attention_ratio"] > 0
+    markdown = (tmp_path / "RESULTS.md").read_text()
+    assert "| lora |" in markdown and "SMOKE RUN" in markdown and "Regenerate: `python -m benchmarks run" in markdown
+    assert _snapshot(DEFAULT_OUT) == committed  # a smoke run never touches benchmarks/results
+
+
+def test_ner_suite_asks_for_its_data_folder():
+    with pytest.raises(SystemExit, match="--ncbi-dir"):
+        main(["run", "--suite", "ner"])
