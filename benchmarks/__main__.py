@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "report":
-        written = report.write(Path(args.out), readme=_readme_for(Path(args.out)))
+        written = report.write(Path(args.out), **_readmes_for(Path(args.out)))
         print("\n".join(str(p) for p in written))
         return 0
     if args.command == "export-clauses":
@@ -108,14 +108,16 @@ def main(argv: list[str] | None = None) -> int:
         tmp.write_text(json.dumps(payload, indent=1, default=str))
         os.replace(tmp, path)
         print(f"wrote {path}")
-    for path in report.write(out, readme=_readme_for(out)):
+    for path in report.write(out, **_readmes_for(out)):
         print(f"wrote {path}")
     return 0
 
 
-def _readme_for(out: Path) -> Path | None:
-    """benchmarks/README.md is regenerated only from the committed results folder."""
-    return REPO / "benchmarks" / "README.md" if out.resolve() == DEFAULT_OUT.resolve() else None
+def _readmes_for(out: Path) -> dict[str, Path | None]:
+    """The READMEs' generated blocks are rewritten only from the committed results folder."""
+    committed = out.resolve() == DEFAULT_OUT.resolve()
+    return {"readme": REPO / "benchmarks" / "README.md" if committed else None,
+            "project_readme": REPO / "README.md" if committed else None}
 
 
 if __name__ == "__main__":
