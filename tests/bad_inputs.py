@@ -108,14 +108,18 @@ class Bench:
 
         path = self.path(name or f"adapter-{method}")
         if not path.exists():
-            save_adapter(apply_method(self.lm(), method, num_virtual_tokens=4) if method != "lora"
-                         else apply_method(self.lm(), method), path)
+            save_adapter(apply_method(self.lm(), method, **_small(method)), path)
         return path
 
     def fresh_copy(self, source: Path, name: str) -> Path:
         target = self.path(name)
         shutil.copytree(source, target)
         return target
+
+
+def _small(method: str) -> dict:
+    """Options that keep an adapter tiny (LoRA's defaults already are)."""
+    return {} if method in ("lora", "qlora") else {"num_virtual_tokens": 4}
 
 
 def _template(**changes):
@@ -133,8 +137,7 @@ ROWS = [{"text": "a wonderful, moving film", "label": "pos"}, {"text": "dull and
 def _train(bench: Bench, rows, *, method="prompt-tuning", output_dir="run", **kwargs):
     from pbft_widgets import apply_method, train
 
-    setup = apply_method(bench.lm(), method, tokenizer=bench.tokenizer, **(
-        {"num_virtual_tokens": 4} if method != "lora" else {}))
+    setup = apply_method(bench.lm(), method, tokenizer=bench.tokenizer, **_small(method))
     options = {"tokenizer": bench.tokenizer, "template": _template(), "output_dir": bench.path(output_dir),
                "max_steps": 1, "batch_size": 4, "smoke": False, **kwargs}
     return train(setup, rows, **options)
