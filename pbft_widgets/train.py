@@ -30,6 +30,10 @@ CHECKPOINT_MARKER = "pbft_checkpoint_complete.json"
 # only the prompt for the prompt+LoRA hybrid, so resuming from it alone would silently drift.
 TRAINABLE_STATE = "pbft_trainable.safetensors"
 SMOKE_ENV = "PBFT_SMOKE"
+# Methods that add no positions of their own, so a batch can be one unpadded sequence of its rows
+# (padding was a quarter of the tokens of a batch on the clause benchmark). Soft prompts and prefixes
+# are prepended per row, so those methods keep padded batches.
+PADDING_FREE_METHODS = ("lora", "qlora")
 _SMOKE_LIMITS = {"max_steps": 4, "train_rows": 32, "eval_rows": 8}
 
 
@@ -182,7 +186,7 @@ def train(
 
     if task == "causal-lm":
         trainer = _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callbacks, max_length,
-                               optimizer)
+                               optimizer, padding_free=method in PADDING_FREE_METHODS and _keeps_rows_apart(model))
     else:
         trainer = _classification_trainer(model, tokenizer, task, train_rows, eval_rows, args, callbacks,
                                           max_length, optimizer)
@@ -364,7 +368,31 @@ def _token_limit(model: Any, tokenizer: Any, asked: int | None) -> int | None:
     return min(limits) if limits else None
 
 
-def _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callbacks, max_length, optimizer):
+def _keeps_rows_apart(model: Any) -> bool:
+    """True when rows concatenated into one sequence stay apart (attention split by position_ids).
+
+    transformers builds a block-diagonal mask from position_ids for most architectures; one that does
+    not would let rows attend to each other, so it is checked on a tiny input rather than assumed.
+    """
+    device = next(model.parameters()).device
+    ids = torch.tensor([[11, 12, 13, 14, 15, 16]], device=device)
+    positions = torch.tensor([[0, 1, 2, 0, 1, 2]], device=device)
+    was_training = model.training
+    model.eval()  # LoRA dropout would make the two forwards differ
+    try:
+        with torch.no_grad():
+            # no cache, as in training (TRL passes use_cache=False): a cache turns the position_ids split off
+            packed = model(input_ids=ids, position_ids=positions, use_cache=False).logits[0, 3:].float()
+            alone = model(input_ids=ids[:, 3:], position_ids=positions[:, 3:], use_cache=False).logits[0].float()
+    except (TypeError, ValueError, RuntimeError):  # a model that takes no position_ids: keep padding
+        return False
+    finally:
+        model.train(was_training)
+    return bool((packed - alone).abs().max() <= 1e-2 * alone.abs().max().clamp_min(1e-6))
+
+
+def _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callbacks, max_length, optimizer,
+                 padding_free=False):
     import datasets
     from trl import SFTConfig, SFTTrainer
 
@@ -379,9 +407,10 @@ def _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callba
     config = SFTConfig(
         **args,
         completion_only_loss=True,  # score the answer only; the prompt is given, not learned
-        max_length=limit,
+        # padding-free rows are not cut by TRL (it refuses max_length there): the template already cut them
+        max_length=None if padding_free else limit,
         packing=False,  # virtual tokens are prepended per sequence: packing would share one prompt
-        padding_free=False,
+        padding_free=padding_free,
         dataset_num_proc=None,
     )
     bars_were_on = datasets.is_progress_bar_enabled()
