@@ -13,6 +13,14 @@ from .harness import StepClock, cuda_peak, peak_rss
 from .workloads import clause_rows, clause_template, lm_name
 
 
+def uses_padding_free(setup) -> bool:
+    """Whether train() batches this setup's rows without padding (decided as train() decides it)."""
+    import sys
+
+    train_module = sys.modules["pbft_widgets.train"]
+    return setup.method in train_module.PADDING_FREE_METHODS and train_module._keeps_rows_apart(setup.model)
+
+
 def heldout_loss(model, tokenizer, pairs) -> float:
     """Mean cross-entropy of the completion tokens given the prompt, over all held-out pairs."""
     import torch
@@ -56,6 +64,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
                            save_every=params["steps"], save_final_adapter=False)
             model = result.model
             checkpointing = bool(setup.training_defaults["gradient_checkpointing"])
+            padding_free = uses_padding_free(setup)
         else:
             from transformers import AutoTokenizer
 
@@ -69,6 +78,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
             model = trainer.model
             checkpointing = bool(getattr(trainer.args, "activation_checkpointing",
                                          getattr(trainer.args, "gradient_checkpointing", False)))
+            padding_free = bool(trainer.args.padding_free)
         timing = StepClock.summary(clock_cls.instances[-1])
         memory = cuda_peak(device) if device == "cuda" else peak_rss()
         heldout_rows = clause_rows("validation", params["eval_per_type"], source=params.get("clauses"))
@@ -76,4 +86,4 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
         loss = heldout_loss(model, tokenizer, heldout)
     return {"path": path, "device": device, **timing, "peak_memory_bytes": memory, "heldout_loss": loss,
             "heldout_rows": len(heldout), "train_losses": clock_cls.instances[-1].losses,
-            "gradient_checkpointing": checkpointing}
+            "gradient_checkpointing": checkpointing, "padding_free": padding_free}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
+from .baseline import uses_padding_free
 from .harness import StepClock, cuda_peak, dir_bytes, peak_rss
 from .workloads import clause_rows, clause_template, lm_name
 
@@ -38,6 +39,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
     template = clause_template()
     lm = load_model(lm_name(params), device=device, quantization="4bit" if method == "qlora" else None)
     setup = apply_method(lm.model, method, tokenizer=lm.tokenizer, template=template, **METHOD_OPTIONS[method])
+    padding_free = uses_padding_free(setup)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory(prefix="pbft-bench-matrix-") as out:
@@ -57,4 +59,5 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
             "peak_memory_kind": "cuda max_memory_allocated" if device == "cuda" else "process peak RSS",
             "final_loss": result.final_loss, "accuracy": scores["accuracy"], "macro_f1": scores["macro_f1"],
             "test_rows": len(test_rows), "train_rows": len(train_rows), "dtype": lm.info.dtype,
-            "learning_rate": setup.training_defaults["learning_rate"], "notes": setup.report.notes}
+            "learning_rate": setup.training_defaults["learning_rate"], "padding_free": padding_free,
+            "notes": setup.report.notes}

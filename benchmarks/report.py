@@ -40,6 +40,11 @@ def _met(flag: bool) -> str:
     return "met" if flag else "**not met**"
 
 
+def _yes(flag: bool | None) -> str:
+    """Results from before train() had padding-free batching carry no flag: they ran padded."""
+    return "yes" if flag else "no"
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -64,7 +69,7 @@ def _matrix(data: dict[str, Any]) -> str:
         rows.append([c["method"], f"{c['trainable_params']:,}", f"{c['percent_trainable']:.3f}",
                      f"{c['adapter_bytes'] / 1024:,.1f}", _range(c["step_seconds"]),
                      _num(c["tokens_per_second"], ",.0f"), _mib(c["peak_memory_bytes"]), _num(c["final_loss"]),
-                     _num(c["accuracy"], ".3f"), _num(c["macro_f1"], ".3f")])
+                     _num(c["accuracy"], ".3f"), _num(c["macro_f1"], ".3f"), _yes(c.get("padding_free"))])
     memory = "peak CUDA memory allocated (MiB)" if data["device"] == "cuda" else "peak RSS of the process (MiB)"
     intro = (f"{b['steps']} steps × batch {b['batch_size']} on {data['cases'][0]['train_rows']} training clauses, "
              f"each method at its package default learning rate; accuracy and macro-F1 on "
@@ -73,7 +78,7 @@ def _matrix(data: dict[str, Any]) -> str:
              f"tokens over the whole training loop. Model dtype: {data['cases'][0]['dtype']}.")
     return intro + "\n\n" + _table(
         ["method", "trainable params", "% trainable", "adapter on disk (KiB)", "step time s", "tokens/s",
-         memory, "final train loss", "accuracy", "macro-F1"], rows)
+         memory, "final train loss", "accuracy", "macro-F1", "padding-free batches"], rows)
 
 
 def _baseline(data: dict[str, Any]) -> str:
@@ -82,15 +87,16 @@ def _baseline(data: dict[str, Any]) -> str:
     plain = [c for c in data["cases"] if c["path"] == "plain"]
     rows = [["our train()", _range(s["tokens_per_second"]["ours"], fmt=",.0f"),
              _range(s["peak_memory_bytes"]["ours"], 2**-20, ",.0f"), _range(s["heldout_loss"]["ours"], fmt=".3f"),
-             "yes" if ours[0]["gradient_checkpointing"] else "no"],
+             "yes" if ours[0]["gradient_checkpointing"] else "no", _yes(ours[0].get("padding_free"))],
             ["plain peft + TRL", _range(s["tokens_per_second"]["plain"], fmt=",.0f"),
              _range(s["peak_memory_bytes"]["plain"], 2**-20, ",.0f"), _range(s["heldout_loss"]["plain"], fmt=".3f"),
-             "yes" if plain[0]["gradient_checkpointing"] else "no"]]
+             "yes" if plain[0]["gradient_checkpointing"] else "no", _yes(plain[0].get("padding_free"))]]
     text = (f"LoRA r=8 on SmolLM2-135M, {b['steps']} steps × batch {b['batch_size']}, the same clauses; "
             f"{b['repeats']} runs of each, alternating, medians (min–max). Held-out loss: completion tokens of "
             f"{ours[0]['heldout_rows']} validation clauses after training.\n\n")
     memory = "peak CUDA memory allocated (MiB)" if data["device"] == "cuda" else "peak RSS (MiB)"
-    text += _table(["path", "tokens/s", memory, "held-out loss", "gradient checkpointing"], rows)
+    text += _table(["path", "tokens/s", memory, "held-out loss", "gradient checkpointing", "padding-free batches"],
+                   rows)
     text += (f"\n\n**tokens/s ratio (ours / plain): {s['tokens_per_second_ratio']:.2f}×** (target ≥ "
              f"{s['target_tokens_per_second_ratio']}×, at equal or better loss: {_met(s['target_met'])}); "
              f"peak-memory ratio {s['peak_memory_ratio']:.2f}×; held-out loss difference (ours − plain) "
