@@ -65,6 +65,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
             model = result.model
             checkpointing = bool(setup.training_defaults["gradient_checkpointing"])
             padding_free = uses_padding_free(setup)
+            precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(lm.model.dtype, "fp32")
         else:
             from transformers import AutoTokenizer
 
@@ -79,6 +80,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
             checkpointing = bool(getattr(trainer.args, "activation_checkpointing",
                                          getattr(trainer.args, "gradient_checkpointing", False)))
             padding_free = bool(trainer.args.padding_free)
+            precision = "bf16" if trainer.args.bf16 else "fp16" if trainer.args.fp16 else "fp32"
         timing = StepClock.summary(clock_cls.instances[-1])
         memory = cuda_peak(device) if device == "cuda" else peak_rss()
         heldout_rows = clause_rows("validation", params["eval_per_type"], source=params.get("clauses"))
@@ -86,4 +88,5 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
         loss = heldout_loss(model, tokenizer, heldout)
     return {"path": path, "device": device, **timing, "peak_memory_bytes": memory, "heldout_loss": loss,
             "heldout_rows": len(heldout), "train_losses": clock_cls.instances[-1].losses,
-            "gradient_checkpointing": checkpointing, "padding_free": padding_free}
+            "gradient_checkpointing": checkpointing, "padding_free": padding_free,
+            "precision": precision}
