@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--clauses", default=None, help="clause pools exported with `export-clauses` (for a "
                      "machine without licensedcode-data)")
     run.add_argument("--methods", default=None, help="comma-separated subset of the matrix's methods")
+    run.add_argument("--steps", type=int, default=None, help="training steps per run of matrix/baseline/qlora "
+                     "(default: each suite's own budget)")
+    run.add_argument("--repeats", type=int, default=None, help="runs per path for baseline/qlora (default 3)")
     run.add_argument("--ner-epochs", type=int, default=None, help="epochs per NER variant (full run default 3)")
     run.add_argument("--ner-steps", type=int, default=None, help="a fixed step budget per NER variant instead")
     exp = sub.add_parser("export-clauses", help="write the clause pools to a JSON file (see run --clauses)")
@@ -91,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         if suite == "ner":
             budget["epochs"] = args.ner_epochs or budget["epochs"]
             budget["steps"] = args.ner_steps or budget["steps"]
+        if args.steps and suite in ("matrix", "baseline", "qlora"):
+            budget["steps"] = args.steps
+        if args.repeats and suite in ("baseline", "qlora"):
+            budget["repeats"] = args.repeats
         if suite == "matrix" and args.methods:
             budget["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()]
         plan = suites.plan(suite, budget, common)

@@ -47,6 +47,12 @@ def _median_step_rate(case: dict[str, Any]) -> float | None:
     return case["tokens"] / case["steps"] / case["step_seconds"]["median"]
 
 
+def _precision(runs: list[dict[str, Any]]) -> str:
+    """The training precision, from the runs that recorded it (runs made before it was recorded: –)."""
+    seen = sorted({r["precision"] for r in runs if r.get("precision")})
+    return ", ".join(seen) if seen else "–"
+
+
 def _yes(flag: bool | None) -> str:
     """Results from before train() had padding-free batching carry no flag: they ran padded."""
     return "yes" if flag else "no"
@@ -97,16 +103,18 @@ def _baseline(data: dict[str, Any]) -> str:
     plain = [c for c in data["cases"] if c["path"] == "plain"]
     rows = [["our train()", _range(s["tokens_per_second"]["ours"], fmt=",.0f"),
              _range(s["peak_memory_bytes"]["ours"], 2**-20, ",.0f"), _range(s["heldout_loss"]["ours"], fmt=".3f"),
-             "yes" if ours[0]["gradient_checkpointing"] else "no", _yes(ours[0].get("padding_free"))],
+             "yes" if ours[0]["gradient_checkpointing"] else "no", _yes(ours[0].get("padding_free")),
+             _precision(ours)],
             ["plain peft + TRL", _range(s["tokens_per_second"]["plain"], fmt=",.0f"),
              _range(s["peak_memory_bytes"]["plain"], 2**-20, ",.0f"), _range(s["heldout_loss"]["plain"], fmt=".3f"),
-             "yes" if plain[0]["gradient_checkpointing"] else "no", _yes(plain[0].get("padding_free"))]]
+             "yes" if plain[0]["gradient_checkpointing"] else "no", _yes(plain[0].get("padding_free")),
+             _precision(plain)]]
     text = (f"LoRA r=8 on SmolLM2-135M, {b['steps']} steps × batch {b['batch_size']}, the same clauses; "
             f"{b['repeats']} runs of each, alternating, medians (min–max). Held-out loss: completion tokens of "
             f"{ours[0]['heldout_rows']} validation clauses after training.\n\n")
     memory = "peak CUDA memory allocated (MiB)" if data["device"] == "cuda" else "peak RSS (MiB)"
-    text += _table(["path", "tokens/s", memory, "held-out loss", "gradient checkpointing", "padding-free batches"],
-                   rows)
+    text += _table(["path", "tokens/s", memory, "held-out loss", "gradient checkpointing", "padding-free batches",
+                    "precision"], rows)
     text += (f"\n\n**tokens/s ratio (ours / plain): {s['tokens_per_second_ratio']:.2f}×** (target ≥ "
              f"{s['target_tokens_per_second_ratio']}×, at equal or better loss: {_met(s['target_met'])}); "
              f"peak-memory ratio {s['peak_memory_ratio']:.2f}×; held-out loss difference (ours − plain) "
