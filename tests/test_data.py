@@ -368,6 +368,7 @@ def test_licence_clauses_need_licence_files(tmp_path):
 
 def test_translation_text_normalisation():
     assert normalise_text("  Auh  yn\u0301 || 31r  ynin\n") == "Auh yń ynin"
+    assert normalise_text("\ufeffInin tlacatl") == "Inin tlacatl"  # stray byte-order marks in the corpus
 
 
 def test_translation_document_split_keeps_documents_whole():

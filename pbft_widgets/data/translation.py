@@ -52,8 +52,12 @@ def corpus_path(corpus: str) -> Path:
 
 
 def normalise_text(text: str) -> str:
-    """NFC, folio markers removed, whitespace collapsed to single spaces, stripped."""
-    return " ".join(_FOLIO.sub(" ", unicodedata.normalize("NFC", text)).split())
+    """NFC, byte-order marks and folio markers removed, whitespace collapsed to single spaces, stripped.
+
+    Some corpus lines carry a stray U+FEFF; str.split() keeps it, so it would reach the model as text.
+    """
+    text = unicodedata.normalize("NFC", text).replace("\ufeff", "")
+    return " ".join(_FOLIO.sub(" ", text).split())
 
 
 def read_pairs(path: str | os.PathLike[str], *, max_chars: int = 400) -> list[dict[str, str]]:
