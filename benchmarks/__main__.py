@@ -4,7 +4,7 @@
                              [--ncbi-dir DIR] [--out benchmarks/results] [--smoke]
     python -m benchmarks report [--out benchmarks/results]
 
-Full runs are slow and made by hand (on a shared machine under a lock, so timings are honest);
+Full runs are slow and made by hand, with nothing else heavy running so timings are honest;
 ``--smoke`` builds tiny random models and runs every suite for a step or two (what CI checks).
 """
 
