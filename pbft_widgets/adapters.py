@@ -8,7 +8,6 @@ hashes (a truncated file from an interrupted copy fails loudly, naming the file)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -194,7 +193,7 @@ def verify_files(manifest: dict[str, Any], directory: Path) -> None:
         if size != expected["bytes"]:
             raise AdapterError(f"adapter file {file} is truncated or corrupted ({size} bytes, expected "
                                f"{expected['bytes']}); {fix}")
-        if _sha256(file) != expected["sha256"]:
+        if atomic.sha256_of(file) != expected["sha256"]:
             raise AdapterError(f"adapter file {file} is corrupted (its checksum does not match); {fix}")
 
 
@@ -292,16 +291,8 @@ def _trainable_prompt_model(base_model, directory: Path, config: PeftConfig):
 
 def _file_table(directory: Path) -> dict[str, dict[str, Any]]:
     """Size and hash of every file loading reads (weights and configs; a model card may be edited)."""
-    return {file.relative_to(directory).as_posix(): {"bytes": file.stat().st_size, "sha256": _sha256(file)}
+    return {file.relative_to(directory).as_posix(): {"bytes": file.stat().st_size, "sha256": atomic.sha256_of(file)}
             for file in sorted(directory.rglob("*")) if file.suffix in (".safetensors", ".json")}
-
-
-def _sha256(file: Path) -> str:
-    digest = hashlib.sha256()
-    with file.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _refuse_incomplete_checkpoint(directory: Path) -> None:

@@ -9,6 +9,7 @@ renames first, so a half-deleted tree never sits under the real name.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -79,3 +80,12 @@ def process_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def sha256_of(file: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks (adapters and checkpoints can be large)."""
+    digest = hashlib.sha256()
+    with file.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -251,19 +251,9 @@ def checkpoint_is_complete(path: str | os.PathLike, *, verify: bool = True) -> b
         file = path / name
         if not file.is_file() or file.stat().st_size != expected["bytes"]:
             return False
-        if verify and _sha256(file) != expected["sha256"]:
+        if verify and atomic.sha256_of(file) != expected["sha256"]:
             return False
     return True
-
-
-def _sha256(file: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with file.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _remove_incomplete_checkpoints(out: Path) -> None:
@@ -505,7 +495,7 @@ class _StreamCallback(TrainerCallback):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and path.is_dir():
             _save_trainable_state(self.model, path / TRAINABLE_STATE)
-            files = {file.relative_to(path).as_posix(): {"bytes": file.stat().st_size, "sha256": _sha256(file)}
+            files = {file.relative_to(path).as_posix(): {"bytes": file.stat().st_size, "sha256": atomic.sha256_of(file)}
                      for file in sorted(path.rglob("*")) if file.is_file() and file.name != CHECKPOINT_MARKER}
             _write_json_atomic(path / CHECKPOINT_MARKER, {"step": state.global_step, "time": time.time(),
                                                           "files": files})

@@ -66,3 +66,12 @@ def tiny_bert_config(bert_tokenizer):
         num_attention_heads=4,
         max_position_embeddings=512,
     )
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: thread hand-offs cost more than the matmuls (50x slower on a busy 2-core machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

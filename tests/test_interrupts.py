@@ -39,13 +39,7 @@ TEMPLATE = PromptTemplate(input_template="Review: {text}", output_indicator="Sen
                           verbalizer=Verbalizer({"pos": "positive", "neg": "negative"}))
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: thread hand-offs cost more than the matmuls (50x slower on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _setup(base, tokenizer):

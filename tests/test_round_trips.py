@@ -34,13 +34,7 @@ OPTIONS = {"prompt-tuning": {"num_virtual_tokens": 6}, "prefix-tuning": {"num_vi
 LOSS_TOLERANCE = 1e-6  # absolute, per logged step, same seed on CPU
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: thread hand-offs cost more than the matmuls (50x slower on a busy 2-core machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 CHILD = textwrap.dedent("""
     import json, sys, warnings
