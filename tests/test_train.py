@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 
 import pytest
@@ -242,3 +243,65 @@ def test_hybrid_trains_prompt_and_lora_with_their_own_learning_rates(smol_tokeni
     with pytest.raises(ConfigError, match="prompt\\+lora hybrid only"):
         train(other, _rows(), tokenizer=smol_tokenizer,
               template=_template(), output_dir=tmp_path / "x", prompt_learning_rate=1e-2, smoke=False)
+
+
+def _lora_losses(tiny_causal_lm, smol_tokenizer, output_dir, model_class=None) -> list[float]:
+    from transformers import LlamaForCausalLM, set_seed
+
+    set_seed(3)
+    model = (model_class or LlamaForCausalLM)(tiny_causal_lm.config)
+    model.load_state_dict(tiny_causal_lm.state_dict())
+    setup = apply_method(model, "lora", tokenizer=smol_tokenizer, r=4, lora_dropout=0.0)
+    result = train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=output_dir,
+                   max_steps=3, batch_size=4, seed=3, save_final_adapter=False, smoke=False)
+    return [loss for _, loss in result.losses()]
+
+
+def test_lora_trains_padding_free_with_the_losses_of_padded_batches(tiny_causal_lm, smol_tokenizer, tmp_path,
+                                                                   monkeypatch):
+    """Padding-free batches are a speed default only: the loss each step sees must not change."""
+    train_module = importlib.import_module("pbft_widgets.train")  # the package re-exports train(), shadowing it
+
+    collators = []
+    build_trainer = train_module._sft_trainer
+
+    def recording_trainer(*args, **kwargs):
+        trainer = build_trainer(*args, **kwargs)
+        collators.append(trainer.data_collator)
+        return trainer
+
+    monkeypatch.setattr(train_module, "_sft_trainer", recording_trainer)
+    packed = _lora_losses(tiny_causal_lm, smol_tokenizer, tmp_path / "packed")
+    monkeypatch.setattr(train_module, "_keeps_rows_apart", lambda model: False)
+    padded = _lora_losses(tiny_causal_lm, smol_tokenizer, tmp_path / "padded")
+
+    assert [collator.padding_free for collator in collators] == [True, False]
+    batch = collators[0]([{"input_ids": [5, 6, 7], "completion_mask": [0, 1, 1]},
+                          {"input_ids": [8, 9], "completion_mask": [0, 1]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7, 8, 9]]  # one row, no pad tokens
+    assert batch["position_ids"].tolist() == [[0, 1, 2, 0, 1]]
+    assert packed == pytest.approx(padded, abs=1e-5)
+
+
+def test_models_that_ignore_position_ids_keep_padded_batches(tiny_causal_lm, smol_tokenizer, tmp_path, monkeypatch):
+    """Packed rows of such a model attend to each other (its losses change), so train() must not pack them."""
+    from transformers import LlamaForCausalLM, LlamaModel
+
+    train_module = importlib.import_module("pbft_widgets.train")
+
+    class PositionBlindDecoder(LlamaModel):
+        def forward(self, *args, position_ids=None, **kwargs):
+            return super().forward(*args, **kwargs)
+
+    class PositionBlindLlama(LlamaForCausalLM):
+        def __init__(self, config):
+            super().__init__(config)
+            self.model.__class__ = PositionBlindDecoder
+
+    assert train_module._keeps_rows_apart(tiny_causal_lm)
+    assert not train_module._keeps_rows_apart(PositionBlindLlama(tiny_causal_lm.config))
+
+    padded = _lora_losses(tiny_causal_lm, smol_tokenizer, tmp_path / "padded", model_class=PositionBlindLlama)
+    monkeypatch.setattr(train_module, "_keeps_rows_apart", lambda model: True)
+    mixed = _lora_losses(tiny_causal_lm, smol_tokenizer, tmp_path / "mixed", model_class=PositionBlindLlama)
+    assert abs(padded[0] - mixed[0]) > 1e-4  # what packing would have cost this model
