@@ -204,31 +204,43 @@ def _load(out: Path, suite: str, device: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _baseline_headline(s: dict[str, Any], where: str) -> str:
+    return (f"- our `train()` vs plain peft + TRL (LoRA, {where}): {s['tokens_per_second_ratio']:.2f}× tokens/s, "
+            f"{s['peak_memory_ratio']:.2f}× peak memory, held-out loss {s['heldout_loss_difference']:+.2f} "
+            f"(target ≥ 1.5× at equal or better loss: {_met(s['target_met'])})")
+
+
+def _qlora_headline(s: dict[str, Any], where: str) -> str:
+    return (f"- 4-bit QLoRA vs fp32 LoRA, memory added by load + training ({where}): "
+            f"{s['total_added_bytes_ratio']:.2f}× (target ≤ 0.5×: {_met(s['target_met'])})")
+
+
+def _ner_headline(s: dict[str, Any], where: str) -> str | None:
+    if not s["best_pbft"]:
+        return None
+    return (f"- NCBI-disease entity F1 ({where}): full fine-tuning {100 * s['full_f1']:.2f}, best PBFT "
+            f"({s['best_pbft']}, {s['best_pbft_percent_trainable']:.2f}% trainable) {100 * s['best_pbft_f1']:.2f} "
+            f"(target: within 1.0 at ≤ 2%: {_met(s['target_met'])})")
+
+
+def _inspection_headline(s: dict[str, Any], where: str) -> str:
+    return (f"- inspection ({where}): neighbours {s['neighbours_ratio']:.2f}× the bare matmul + top-k (target ≤ 1.2×: "
+            f"{_met(s['neighbours_target_met'])}), attention extraction {s['attention_ratio']:.2f}× a plain forward "
+            f"(target ≤ 1.5×: {_met(s['attention_target_met'])})")
+
+
+HEADLINES = {"baseline": _baseline_headline, "qlora": _qlora_headline, "ner": _ner_headline,
+             "inspection": _inspection_headline}
+
+
 def headlines(out: Path) -> str:
     """One line per target: the measured figure against it, and where it was measured."""
     lines = []
     for device, where in (("cpu", "CPU"), ("cuda", "GPU")):
-        if (data := _load(out, "baseline", device)) and not data.get("smoke"):
-            s = data["summary"]
-            lines.append(f"- our `train()` vs plain peft + TRL (LoRA, {where}): {s['tokens_per_second_ratio']:.2f}× "
-                         f"tokens/s, {s['peak_memory_ratio']:.2f}× peak memory, held-out loss "
-                         f"{s['heldout_loss_difference']:+.2f} (target ≥ 1.5× at equal or better loss: "
-                         f"{_met(s['target_met'])})")
-        if (data := _load(out, "qlora", device)) and not data.get("smoke"):
-            s = data["summary"]
-            lines.append(f"- 4-bit QLoRA vs fp32 LoRA, memory added by load + training ({where}): "
-                         f"{s['total_added_bytes_ratio']:.2f}× (target ≤ 0.5×: {_met(s['target_met'])})")
-        if (data := _load(out, "ner", device)) and not data.get("smoke") and data["summary"]["best_pbft"]:
-            s = data["summary"]
-            lines.append(f"- NCBI-disease entity F1 ({where}): full fine-tuning {100 * s['full_f1']:.2f}, best PBFT "
-                         f"({s['best_pbft']}, {s['best_pbft_percent_trainable']:.2f}% trainable) "
-                         f"{100 * s['best_pbft_f1']:.2f} (target: within 1.0 at ≤ 2%: {_met(s['target_met'])})")
-        if (data := _load(out, "inspection", device)) and not data.get("smoke"):
-            s = data["summary"]
-            lines.append(f"- inspection ({where}): neighbours {s['neighbours_ratio']:.2f}× the bare matmul + top-k "
-                         f"(target ≤ 1.2×: {_met(s['neighbours_target_met'])}), attention extraction "
-                         f"{s['attention_ratio']:.2f}× a plain forward (target ≤ 1.5×: "
-                         f"{_met(s['attention_target_met'])})")
+        for suite, headline in HEADLINES.items():
+            data = _load(out, suite, device)
+            if data and not data.get("smoke") and (line := headline(data["summary"], where)):
+                lines.append(line)
     return "\n".join(lines) + "\n" if lines else "_No full runs yet._\n"
 
 
