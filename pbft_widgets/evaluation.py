@@ -598,13 +598,16 @@ def compare(results: Mapping[str, EvalResult]) -> list[dict[str, Any]]:
     return table
 
 
+# Scores on a 0-100 scale (sacrebleu's) read best with one decimal, like seconds; 0-1 scores get three.
+_ONE_DECIMAL_COLUMNS = ("bleu", "chrf", "seconds")
+
+
 def _cell(column: str, value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        if column.startswith("delta_"):
-            return f"{value:+.3f}"
-        return f"{value:.1f}" if column == "seconds" else f"{value:.3f}"
+        digits = 1 if column.removeprefix("delta_") in _ONE_DECIMAL_COLUMNS else 3
+        return f"{value:+.{digits}f}" if column.startswith("delta_") else f"{value:.{digits}f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 

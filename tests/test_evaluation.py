@@ -382,5 +382,7 @@ def test_to_markdown_formats_a_comparison():
         "| tuned | 0.875 | +0.625 | 4 | 1.2 |\n"
     )
     assert to_markdown([{"name": "a|b"}]) == "| name |\n| --- |\n| a\\|b |\n"
+    assert to_markdown([{"bleu": 3.04, "delta_chrf": 13.55, "rouge_l": 0.2684}]) == (
+        "| bleu | Δ chrf | rouge_l |\n| ---: | ---: | ---: |\n| 3.0 | +13.6 | 0.268 |\n")
     with pytest.raises(DataError, match="empty table"):
         to_markdown([])
