@@ -14,6 +14,7 @@ from pbft_widgets.data import (
     clause_type_counts,
     clinical_sample_dir,
     dialect_mix,
+    first_sentence,
     label_list,
     load_clinical_sample,
     load_licence_clauses,
@@ -249,6 +250,13 @@ def test_clinical_datasheet_counts_are_current():
 
 
 # --- stdlib docstrings ------------------------------------------------------------------------
+
+def test_first_sentence_is_the_summary_target():
+    assert first_sentence("Return the sum. Raise on overflow.") == "Return the sum."
+    assert first_sentence("Is it empty? Cheap to ask.") == "Is it empty?"
+    assert first_sentence("Version 3.11 of the\n   parser, no full stop") == "Version 3.11 of the parser, no full stop"
+    assert first_sentence("  ") == ""
+
 
 def test_docstrings_from_a_small_library(tmp_path):
     (tmp_path / "pkg").mkdir()

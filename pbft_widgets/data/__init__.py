@@ -12,7 +12,7 @@
 from ._io import to_dataset
 from .conll import (clinical_sample_dir, label_list, load_clinical_sample, load_ncbi_disease, read_conll,
                     read_conll_documents, to_ner_dataset, validate_tags, write_conll, write_conll_documents)
-from .docstrings import load_stdlib_docstrings
+from .docstrings import first_sentence, load_stdlib_docstrings
 from .jsonl import read_jsonl, write_jsonl
 from .licences import CLAUSE_RULES, classify_heading, clause_type_counts, load_licence_clauses
 from .splits import SPLITS
@@ -20,7 +20,7 @@ from .translation import dialect_mix, load_translation_pairs
 
 __all__ = [
     "CLAUSE_RULES", "SPLITS", "classify_heading", "clause_type_counts", "clinical_sample_dir", "dialect_mix",
-    "label_list", "load_clinical_sample", "load_licence_clauses", "load_ncbi_disease", "load_stdlib_docstrings",
-    "load_translation_pairs", "read_conll", "read_conll_documents", "read_jsonl", "to_dataset", "to_ner_dataset",
-    "validate_tags", "write_conll", "write_conll_documents", "write_jsonl",
+    "first_sentence", "label_list", "load_clinical_sample", "load_licence_clauses", "load_ncbi_disease",
+    "load_stdlib_docstrings", "load_translation_pairs", "read_conll", "read_conll_documents", "read_jsonl",
+    "to_dataset", "to_ner_dataset", "validate_tags", "write_conll", "write_conll_documents", "write_jsonl",
 ]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import os
+import re
 import sysconfig
 from functools import lru_cache
 from pathlib import Path
@@ -109,6 +110,16 @@ def _scan(root: str) -> tuple[dict[str, Any], ...]:
 def summary(docstring: str) -> str:
     """The first paragraph of a docstring on one line (what a one-line summary task asks for)."""
     return " ".join(docstring.strip().split("\n\n", 1)[0].split())
+
+
+def first_sentence(text: str) -> str:
+    """Text up to the first '.', '!' or '?' followed by a space or the end (all of it if none).
+
+    A summary line's first sentence is the target of a one-line docstring task: short enough to
+    generate quickly, and what a reader of the docstring sees first.
+    """
+    match = re.match(r"(.+?[.!?])(?=\s|$)", text.strip(), re.S)
+    return " ".join((match.group(1) if match else text).split())
 
 
 def load_stdlib_docstrings(
