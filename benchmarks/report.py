@@ -204,18 +204,23 @@ def _load(out: Path, suite: str, device: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def _baseline_headline(s: dict[str, Any], where: str) -> str:
-    return (f"- our `train()` vs plain peft + TRL (LoRA, {where}): {s['tokens_per_second_ratio']:.2f}× tokens/s, "
-            f"{s['peak_memory_ratio']:.2f}× peak memory, held-out loss {s['heldout_loss_difference']:+.2f} "
+def _baseline_headline(data: dict[str, Any], where: str) -> str:
+    s = data["summary"]
+    precisions = {path: _precision([c for c in data["cases"] if c["path"] == path]) for path in ("ours", "plain")}
+    trained = "" if "–" in precisions.values() else f", {precisions['ours']} vs {precisions['plain']}"
+    return (f"- our `train()` vs plain peft + TRL (LoRA, {where}{trained}): {s['tokens_per_second_ratio']:.2f}× "
+            f"tokens/s, {s['peak_memory_ratio']:.2f}× peak memory, held-out loss {s['heldout_loss_difference']:+.2f} "
             f"(target ≥ 1.5× at equal or better loss: {_met(s['target_met'])})")
 
 
-def _qlora_headline(s: dict[str, Any], where: str) -> str:
+def _qlora_headline(data: dict[str, Any], where: str) -> str:
+    s = data["summary"]
     return (f"- 4-bit QLoRA vs fp32 LoRA, memory added by load + training ({where}): "
             f"{s['total_added_bytes_ratio']:.2f}× (target ≤ 0.5×: {_met(s['target_met'])})")
 
 
-def _ner_headline(s: dict[str, Any], where: str) -> str | None:
+def _ner_headline(data: dict[str, Any], where: str) -> str | None:
+    s = data["summary"]
     if not s["best_pbft"]:
         return None
     return (f"- NCBI-disease entity F1 ({where}): full fine-tuning {100 * s['full_f1']:.2f}, best PBFT "
@@ -223,7 +228,8 @@ def _ner_headline(s: dict[str, Any], where: str) -> str | None:
             f"(target: within 1.0 at ≤ 2%: {_met(s['target_met'])})")
 
 
-def _inspection_headline(s: dict[str, Any], where: str) -> str:
+def _inspection_headline(data: dict[str, Any], where: str) -> str:
+    s = data["summary"]
     return (f"- inspection ({where}): neighbours {s['neighbours_ratio']:.2f}× the bare matmul + top-k (target ≤ 1.2×: "
             f"{_met(s['neighbours_target_met'])}), attention extraction {s['attention_ratio']:.2f}× a plain forward "
             f"(target ≤ 1.5×: {_met(s['attention_target_met'])})")
@@ -239,7 +245,7 @@ def headlines(out: Path) -> str:
     for device, where in (("cpu", "CPU"), ("cuda", "GPU")):
         for suite, headline in HEADLINES.items():
             data = _load(out, suite, device)
-            if data and not data.get("smoke") and (line := headline(data["summary"], where)):
+            if data and not data.get("smoke") and (line := headline(data, where)):
                 lines.append(line)
     return "\n".join(lines) + "\n" if lines else "_No full runs yet._\n"
 
