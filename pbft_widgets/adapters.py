@@ -291,8 +291,8 @@ def _trainable_prompt_model(base_model, directory: Path, config: PeftConfig):
 
 def _file_table(directory: Path) -> dict[str, dict[str, Any]]:
     """Size and hash of every file loading reads (weights and configs; a model card may be edited)."""
-    return {file.relative_to(directory).as_posix(): {"bytes": file.stat().st_size, "sha256": atomic.sha256_of(file)}
-            for file in sorted(directory.rglob("*")) if file.suffix in (".safetensors", ".json")}
+    return atomic.file_table(directory, (file for file in sorted(directory.rglob("*"))
+                                         if file.suffix in (".safetensors", ".json")))
 
 
 def _refuse_incomplete_checkpoint(directory: Path) -> None:

@@ -14,7 +14,9 @@ import os
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 _STAGING = ".tmp-"
 _BACKUP = ".old-"
@@ -89,3 +91,12 @@ def sha256_of(file: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def file_table(directory: Path, files: Iterable[Path]) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of each file, keyed by its path relative to ``directory``.
+
+    What a manifest records so that a truncated or corrupted file is caught before it is loaded.
+    """
+    return {file.relative_to(directory).as_posix(): {"bytes": file.stat().st_size, "sha256": sha256_of(file)}
+            for file in files}

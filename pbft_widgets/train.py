@@ -495,8 +495,8 @@ class _StreamCallback(TrainerCallback):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and path.is_dir():
             _save_trainable_state(self.model, path / TRAINABLE_STATE)
-            files = {file.relative_to(path).as_posix(): {"bytes": file.stat().st_size, "sha256": atomic.sha256_of(file)}
-                     for file in sorted(path.rglob("*")) if file.is_file() and file.name != CHECKPOINT_MARKER}
+            files = atomic.file_table(path, (file for file in sorted(path.rglob("*"))
+                                             if file.is_file() and file.name != CHECKPOINT_MARKER))
             _write_json_atomic(path / CHECKPOINT_MARKER, {"step": state.global_step, "time": time.time(),
                                                           "files": files})
             self.emit(TrainEvent("checkpoint", state.global_step, state.max_steps, checkpoint=str(path),
