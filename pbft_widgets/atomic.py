@@ -64,10 +64,14 @@ def remove_tree(path: Path) -> None:
 
 
 def remove_stale(target: Path) -> None:
-    """Delete staging and trash directories of ``target`` left by processes that died."""
+    """Delete staging, trash and spent backup directories of ``target`` left by processes that died.
+
+    A backup is spent once ``target`` exists again (the kill came after the second rename); while
+    ``target`` is missing the backup is kept for ``recover_dir``.
+    """
     if not target.parent.is_dir():
         return
-    for kind in (_STAGING, _TRASH):
+    for kind in (_STAGING, _TRASH, _BACKUP) if target.exists() else (_STAGING, _TRASH):
         for leftover in target.parent.glob(f".{target.name}{kind}*"):
             pid = leftover.name.split(kind, 1)[1].split("-", 1)[0]
             if pid.isdigit() and not process_alive(int(pid)):
