@@ -73,9 +73,19 @@ def remove_stale(target: Path) -> None:
         return
     for kind in (_STAGING, _TRASH, _BACKUP) if target.exists() else (_STAGING, _TRASH):
         for leftover in target.parent.glob(f".{target.name}{kind}*"):
-            pid = leftover.name.split(kind, 1)[1].split("-", 1)[0]
-            if pid.isdigit() and not process_alive(int(pid)):
-                shutil.rmtree(leftover, ignore_errors=True)
+            _remove_if_owner_died(leftover, kind)
+
+
+def remove_dead_trash(directory: Path) -> None:
+    """Delete every tree in ``directory`` that a process renamed away for deletion and died before removing."""
+    for leftover in directory.glob(f".*{_TRASH}*"):
+        _remove_if_owner_died(leftover, _TRASH)
+
+
+def _remove_if_owner_died(leftover: Path, kind: str) -> None:
+    pid = leftover.name.split(kind, 1)[1].split("-", 1)[0]
+    if pid.isdigit() and not process_alive(int(pid)):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def process_alive(pid: int) -> bool:

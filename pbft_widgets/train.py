@@ -162,6 +162,9 @@ def train(
         args.update(metric_for_best_model=watch, greater_is_better=greater_is_better if watch != "eval_loss"
                     else False, load_best_model_at_end=early_stopping_patience is not None)
     args.update(trainer_overrides or {})
+    # The Trainer's rotation deletes an old checkpoint file by file, so a kill in the middle left a
+    # checkpoint whose marker lists files that are gone; ours renames it away first (_StreamCallback).
+    keep_checkpoints, args["save_total_limit"] = args.get("save_total_limit"), None
     if method == "prefix-tuning" and (args.get("activation_checkpointing") or args.get("gradient_checkpointing")):
         raise ConfigError("prefix-tuning cannot train with gradient checkpointing (peft #869); drop "
                           "gradient_checkpointing/activation_checkpointing from trainer_overrides")
@@ -171,7 +174,8 @@ def train(
     if resume and _is_main_process():
         _remove_incomplete_checkpoints(out)
     control = control or TrainingControl()
-    stream = _StreamCallback(list(listeners), control, metric_fn, model, resume_from=checkpoint)
+    stream = _StreamCallback(list(listeners), control, metric_fn, model, resume_from=checkpoint,
+                             keep_checkpoints=keep_checkpoints)
     callbacks: list[TrainerCallback] = [stream]
     if early_stopping_patience is not None:
         if metric_fn is not None and metric_name is None:
@@ -257,10 +261,31 @@ def checkpoint_is_complete(path: str | os.PathLike, *, verify: bool = True) -> b
 
 
 def _remove_incomplete_checkpoints(out: Path) -> None:
-    """Checkpoints a killed run left half-written would confuse the Trainer's rotation; delete them."""
+    """Delete checkpoints a killed run left half-written, and old ones it was deleting when killed."""
     for path in out.glob("checkpoint-*"):
         if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit() and not checkpoint_is_complete(path):
             atomic.remove_tree(path)
+    atomic.remove_dead_trash(out)
+
+
+def _rotate_checkpoints(out: Path, keep: int | None, best: str | None) -> None:
+    """Delete the oldest checkpoints until ``keep`` remain, sparing the newest and the best one.
+
+    Called once the newest checkpoint is sealed; each deletion renames first, so a kill never
+    leaves a marked checkpoint with missing files.
+    """
+    if not keep or keep <= 0:
+        return
+    checkpoints = sorted((int(path.name.removeprefix("checkpoint-")), path) for path in out.glob("checkpoint-*")
+                         if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit())
+    spared = {checkpoints[-1][1].resolve()} | ({Path(best).resolve()} if best else set())
+    surplus = len(checkpoints) - max(keep, len(spared))
+    for _, path in checkpoints:
+        if surplus <= 0:
+            break
+        if path.resolve() not in spared:
+            atomic.remove_tree(path)
+            surplus -= 1
 
 
 def _is_main_process() -> bool:
@@ -437,8 +462,9 @@ class _StreamCallback(TrainerCallback):
     """Turns trainer hooks into TrainEvents, honours stop requests, and seals finished checkpoints."""
 
     def __init__(self, listeners: list[Listener], control: TrainingControl, metric_fn: Any, model: Any,
-                 resume_from: Path | None = None) -> None:
+                 resume_from: Path | None = None, keep_checkpoints: int | None = None) -> None:
         self.resume_from = resume_from
+        self.keep_checkpoints = keep_checkpoints
         self.listeners = listeners
         self.control = control
         self.metric_fn = metric_fn
@@ -499,6 +525,7 @@ class _StreamCallback(TrainerCallback):
                                              if file.is_file() and file.name != CHECKPOINT_MARKER))
             _write_json_atomic(path / CHECKPOINT_MARKER, {"step": state.global_step, "time": time.time(),
                                                           "files": files})
+            _rotate_checkpoints(path.parent, self.keep_checkpoints, state.best_model_checkpoint)
             self.emit(TrainEvent("checkpoint", state.global_step, state.max_steps, checkpoint=str(path),
                                  elapsed_seconds=self.elapsed()))
 

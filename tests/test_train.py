@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +14,8 @@ import torch
 from pbft_widgets import ConfigError, DataError, TrainingError
 from pbft_widgets.methods import apply_method
 from pbft_widgets.templates import PromptTemplate, Verbalizer
-from pbft_widgets.train import CHECKPOINT_MARKER, TrainingControl, latest_complete_checkpoint, train
+from pbft_widgets.train import (CHECKPOINT_MARKER, TrainingControl, checkpoint_is_complete,
+                                latest_complete_checkpoint, train)
 
 REVIEWS = [("a wonderful, moving film", "pos"), ("dull and far too long", "neg"),
            ("I loved every minute", "pos"), ("a waste of an evening", "neg")] * 6
@@ -74,6 +78,42 @@ def test_stop_keeps_a_complete_checkpoint_and_resume_continues(tiny_causal_lm, s
                    max_steps=5, batch_size=4, resume=True, listeners=[events.append], smoke=False)
     assert [e.step for e in events if e.kind == "log"] == [4, 5]
     assert second.last_checkpoint == out / "checkpoint-5"
+
+
+def test_old_checkpoints_are_rotated_away_whole_and_a_dead_runs_trash_is_cleared(tiny_causal_lm, smol_tokenizer,
+                                                                                    tmp_path):
+    out = tmp_path / "run"
+    setup = _prompt_tuning(tiny_causal_lm, smol_tokenizer)
+    train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=out, max_steps=4,
+          batch_size=4, save_every=1, smoke=False)
+    assert sorted(p.name for p in out.glob("*checkpoint-*")) == ["checkpoint-3", "checkpoint-4"]
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid that no longer runs: the owner of this trash was killed mid-deletion
+    trash = out / f".checkpoint-1.trash-{dead.pid}-0000abcd"
+    trash.mkdir()
+    (trash / CHECKPOINT_MARKER).write_text("{}")
+    train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=out, max_steps=5,
+          batch_size=4, save_every=1, resume=True, smoke=False)
+    assert sorted(p.name for p in out.glob("*checkpoint-*")) == ["checkpoint-4", "checkpoint-5"]
+
+
+def test_a_run_killed_while_deleting_an_old_checkpoint_leaves_no_marked_checkpoint_with_missing_files(
+        tiny_causal_lm, smol_tokenizer, tmp_path, monkeypatch):
+    def interrupted_rmtree(path, *args, **kwargs):
+        next(p for p in Path(path).iterdir() if p.name != CHECKPOINT_MARKER).unlink()
+        raise KeyboardInterrupt  # stands for a SIGKILL halfway through the deletion
+
+    out = tmp_path / "run"
+    setup = _prompt_tuning(tiny_causal_lm, smol_tokenizer)
+    monkeypatch.setattr(shutil, "rmtree", interrupted_rmtree)
+    with pytest.raises(KeyboardInterrupt):  # the first rotation, after checkpoint-3 is sealed
+        train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), output_dir=out, max_steps=4,
+              batch_size=4, save_every=1, smoke=False)
+    monkeypatch.undo()
+    marked = [p for p in out.glob("checkpoint-*") if (p / CHECKPOINT_MARKER).is_file()]
+    assert marked and all(checkpoint_is_complete(p) for p in marked)
+    assert latest_complete_checkpoint(out) == out / "checkpoint-3"
 
 
 def test_incomplete_checkpoint_is_never_resumed(tmp_path):
