@@ -599,6 +599,7 @@ def compare(results: Mapping[str, EvalResult]) -> list[dict[str, Any]]:
 
 
 # Scores on a 0-100 scale (sacrebleu's) read best with one decimal, like seconds; 0-1 scores get three.
+# Matched case-insensitively and without "++", so columns renamed for display ("chrF++", "BLEU") count.
 _ONE_DECIMAL_COLUMNS = ("bleu", "chrf", "seconds")
 
 
@@ -606,7 +607,7 @@ def _cell(column: str, value: Any) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        digits = 1 if column.removeprefix("delta_") in _ONE_DECIMAL_COLUMNS else 3
+        digits = 1 if column.removeprefix("delta_").lower().rstrip("+") in _ONE_DECIMAL_COLUMNS else 3
         return f"{value:+.{digits}f}" if column.startswith("delta_") else f"{value:.{digits}f}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 

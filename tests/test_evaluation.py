@@ -384,5 +384,7 @@ def test_to_markdown_formats_a_comparison():
     assert to_markdown([{"name": "a|b"}]) == "| name |\n| --- |\n| a\\|b |\n"
     assert to_markdown([{"bleu": 3.04, "delta_chrf": 13.55, "rouge_l": 0.2684}]) == (
         "| bleu | Δ chrf | rouge_l |\n| ---: | ---: | ---: |\n| 3.0 | +13.6 | 0.268 |\n")
+    assert to_markdown([{"chrF++": 9.512, "delta_BLEU": -0.834}]) == (  # columns renamed for display
+        "| chrF++ | Δ BLEU |\n| ---: | ---: |\n| 9.5 | -0.8 |\n")
     with pytest.raises(DataError, match="empty table"):
         to_markdown([])
