@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "report":
+        if not any(Path(args.out).glob("*.json")):
+            raise SystemExit(f"no results in {args.out}: run `python -m benchmarks run ...` first, or pass the "
+                             "--out folder it wrote to")
         written = report.write(Path(args.out), **_readmes_for(Path(args.out)))
         print("\n".join(str(p) for p in written))
         return 0

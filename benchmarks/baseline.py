@@ -1,7 +1,9 @@
 """Item 2: our ``train()`` against the plain peft+TRL script (plain_trl.py), same model, data, method, steps.
 
-Runs alternate (ours, plain, ours, ...) so drift in the machine's load hits both alike. Both are
+Runs alternate (ours, plain, ours, ...) so drift in the machine's load hits both alike. All paths are
 timed by the same callback; final quality is the completion-only loss on the same held-out rows.
+On a CPU a third path, the plain script with ``bf16=False``, separates TRL's bf16 default (emulated,
+and slow, on CPUs without native bf16) from the rest of the difference.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
             tokenizer = AutoTokenizer.from_pretrained(folder)
             pairs = template.to_pairs(train_rows, tokenizer)
             trainer = plain(folder, pairs, out, max_steps=params["steps"], batch_size=params["batch_size"],
-                            use_cpu=device == "cpu")
+                            use_cpu=device == "cpu", bf16=False if path == "plain-bf16-off" else None)
             model = trainer.model
             checkpointing = bool(getattr(trainer.args, "activation_checkpointing",
                                          getattr(trainer.args, "gradient_checkpointing", False)))

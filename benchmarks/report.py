@@ -97,21 +97,24 @@ def _matrix(data: dict[str, Any]) -> str:
          memory, "final train loss", "accuracy", "macro-F1", "padding-free batches"], rows)
 
 
+BASELINE_PATHS = {"ours": "our train()", "plain": "plain peft + TRL",
+                  "plain-bf16-off": "plain peft + TRL, `bf16=False`"}
+
+
 def _baseline(data: dict[str, Any]) -> str:
     s, b = data["summary"], data["budget"]
-    ours = [c for c in data["cases"] if c["path"] == "ours"]
-    plain = [c for c in data["cases"] if c["path"] == "plain"]
-    rows = [["our train()", _range(s["tokens_per_second"]["ours"], fmt=",.0f"),
-             _range(s["peak_memory_bytes"]["ours"], 2**-20, ",.0f"), _range(s["heldout_loss"]["ours"], fmt=".3f"),
-             "yes" if ours[0]["gradient_checkpointing"] else "no", _yes(ours[0].get("padding_free")),
-             _precision(ours)],
-            ["plain peft + TRL", _range(s["tokens_per_second"]["plain"], fmt=",.0f"),
-             _range(s["peak_memory_bytes"]["plain"], 2**-20, ",.0f"), _range(s["heldout_loss"]["plain"], fmt=".3f"),
-             "yes" if plain[0]["gradient_checkpointing"] else "no", _yes(plain[0].get("padding_free")),
-             _precision(plain)]]
+    rows = []
+    for path, label in BASELINE_PATHS.items():
+        runs = [c for c in data["cases"] if c["path"] == path]
+        if runs:
+            rows.append([label, _range(s["tokens_per_second"][path], fmt=",.0f"),
+                         _range(s["peak_memory_bytes"][path], 2**-20, ",.0f"),
+                         _range(s["heldout_loss"][path], fmt=".3f"),
+                         "yes" if runs[0]["gradient_checkpointing"] else "no", _yes(runs[0].get("padding_free")),
+                         _precision(runs)])
     text = (f"LoRA r=8 on SmolLM2-135M, {b['steps']} steps × batch {b['batch_size']}, the same clauses; "
             f"{b['repeats']} runs of each, alternating, medians (min–max). Held-out loss: completion tokens of "
-            f"{ours[0]['heldout_rows']} validation clauses after training.\n\n")
+            f"{data['cases'][0]['heldout_rows']} validation clauses after training.\n\n")
     memory = "peak CUDA memory allocated (MiB)" if data["device"] == "cuda" else "peak RSS (MiB)"
     text += _table(["path", "tokens/s", memory, "held-out loss", "gradient checkpointing", "padding-free batches",
                     "precision"], rows)
@@ -119,6 +122,10 @@ def _baseline(data: dict[str, Any]) -> str:
              f"{s['target_tokens_per_second_ratio']}×, at equal or better loss: {_met(s['target_met'])}); "
              f"peak-memory ratio {s['peak_memory_ratio']:.2f}×; held-out loss difference (ours − plain) "
              f"{s['heldout_loss_difference']:+.3f}.")
+    if off := s.get("plain_bf16_off"):
+        text += (f" Against the plain script with only `bf16=False` added (TRL's other defaults kept): tokens/s "
+                 f"ratio {off['tokens_per_second_ratio']:.2f}×, peak-memory ratio {off['peak_memory_ratio']:.2f}×, "
+                 f"held-out loss difference {off['heldout_loss_difference']:+.3f}.")
     return text
 
 
@@ -208,9 +215,12 @@ def _baseline_headline(data: dict[str, Any], where: str) -> str:
     s = data["summary"]
     precisions = {path: _precision([c for c in data["cases"] if c["path"] == path]) for path in ("ours", "plain")}
     trained = "" if "–" in precisions.values() else f", {precisions['ours']} vs {precisions['plain']}"
+    off = s.get("plain_bf16_off")
+    bf16_off = (f"; against the same plain script with `bf16=False`: {off['tokens_per_second_ratio']:.2f}× tokens/s, "
+                f"held-out loss {off['heldout_loss_difference']:+.2f}") if off else ""
     return (f"- our `train()` vs plain peft + TRL (LoRA, {where}{trained}): {s['tokens_per_second_ratio']:.2f}× "
             f"tokens/s, {s['peak_memory_ratio']:.2f}× peak memory, held-out loss {s['heldout_loss_difference']:+.2f} "
-            f"(target ≥ 1.5× at equal or better loss: {_met(s['target_met'])})")
+            f"(target ≥ 1.5× at equal or better loss: {_met(s['target_met'])}){bf16_off}")
 
 
 def _qlora_headline(data: dict[str, Any], where: str) -> str:

@@ -40,7 +40,8 @@ def plan(suite: str, budget: dict[str, Any], common: dict[str, Any]) -> Plan:
             raise ValueError(f"unknown method(s) {unknown}; use {', '.join(METHODS)}")
         return Plan([{**common, **budget, "method": m} for m in methods], _matrix_summary)
     if suite == "baseline":
-        cases = [{**common, **budget, "path": path} for _ in range(budget["repeats"]) for path in ("ours", "plain")]
+        paths = ("ours", "plain", "plain-bf16-off") if common["device"] == "cpu" else ("ours", "plain")
+        cases = [{**common, **budget, "path": path} for _ in range(budget["repeats"]) for path in paths]
         return Plan(cases, _baseline_summary)
     if suite == "qlora":
         cases = [{**common, **budget, "method": m} for _ in range(budget["repeats"]) for m in ("lora", "qlora")]
@@ -77,6 +78,16 @@ def _baseline_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
     out["heldout_loss_difference"] = _median_of(ours, "heldout_loss") - _median_of(plain, "heldout_loss")
     out["target_tokens_per_second_ratio"] = 1.5
     out["target_met"] = (out["tokens_per_second_ratio"] or 0) >= 1.5 and out["heldout_loss_difference"] <= 0
+    bf16_off = [c for c in cases if c["path"] == "plain-bf16-off"]
+    if bf16_off:  # CPU only: how much of the ratio TRL's bf16 default accounts for
+        for key in ("tokens_per_second", "peak_memory_bytes", "heldout_loss", "loop_seconds"):
+            out[key]["plain-bf16-off"] = spread([c[key] for c in bf16_off])
+        out["plain_bf16_off"] = {
+            "tokens_per_second_ratio": _ratio(_median_of(ours, "tokens_per_second"),
+                                              _median_of(bf16_off, "tokens_per_second")),
+            "peak_memory_ratio": _ratio(_median_of(ours, "peak_memory_bytes"),
+                                        _median_of(bf16_off, "peak_memory_bytes")),
+            "heldout_loss_difference": _median_of(ours, "heldout_loss") - _median_of(bf16_off, "heldout_loss")}
     return out
 
 

@@ -35,3 +35,19 @@ def test_smoke_run_writes_json_and_markdown_outside_the_committed_results(tmp_pa
 def test_ner_suite_asks_for_its_data_folder():
     with pytest.raises(SystemExit, match="--ncbi-dir"):
         main(["run", "--suite", "ner"])
+
+
+def test_cpu_baseline_smoke_runs_ours_against_the_plain_script_with_and_without_bf16(tmp_path):
+    assert main(["run", "--smoke", "--suite", "baseline", "--out", str(tmp_path)]) == 0
+
+    baseline = json.loads((tmp_path / "baseline-cpu.json").read_text())
+    precision = {case["path"]: case["precision"] for case in baseline["cases"]}
+    assert precision == {"ours": "fp32", "plain": "bf16", "plain-bf16-off": "fp32"}
+    off = baseline["summary"]["plain_bf16_off"]
+    assert off["tokens_per_second_ratio"] > 0 and off["peak_memory_ratio"] > 0
+    assert "| plain peft + TRL, `bf16=False` |" in (tmp_path / "RESULTS.md").read_text()
+
+
+def test_report_without_results_says_where_to_get_them(tmp_path):
+    with pytest.raises(SystemExit, match="no results in"):
+        main(["report", "--out", str(tmp_path / "empty")])
