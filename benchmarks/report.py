@@ -216,7 +216,8 @@ def _baseline_headline(data: dict[str, Any], where: str) -> str:
     precisions = {path: _precision([c for c in data["cases"] if c["path"] == path]) for path in ("ours", "plain")}
     trained = "" if "–" in precisions.values() else f", {precisions['ours']} vs {precisions['plain']}"
     off = s.get("plain_bf16_off")
-    bf16_off = (f"; against the same plain script with `bf16=False`: {off['tokens_per_second_ratio']:.2f}× tokens/s, "
+    bf16_off = (f"; against the same plain script with `bf16=False`: {off['tokens_per_second_ratio']:.2f}× tokens/s"
+                f"{' (under 1.5×)' if off['tokens_per_second_ratio'] < 1.5 else ''}, "
                 f"held-out loss {off['heldout_loss_difference']:+.2f}") if off else ""
     return (f"- our `train()` vs plain peft + TRL (LoRA, {where}{trained}): {s['tokens_per_second_ratio']:.2f}× "
             f"tokens/s, {s['peak_memory_ratio']:.2f}× peak memory, held-out loss {s['heldout_loss_difference']:+.2f} "
