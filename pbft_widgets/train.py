@@ -233,12 +233,15 @@ def latest_complete_checkpoint(output_dir: str | os.PathLike, *, verify: bool = 
     Incomplete ones (a run killed while writing, or while deleting an old checkpoint) are ignored;
     ``verify=True`` also checks every file's SHA-256, as resuming does.
     """
-    candidates = []
-    for path in Path(output_dir).glob("checkpoint-*"):
-        step = path.name.removeprefix("checkpoint-")
-        if step.isdigit() and checkpoint_is_complete(path, verify=verify):
-            candidates.append((int(step), path))
-    return max(candidates)[1] if candidates else None
+    complete = [path for path in _checkpoints_by_step(Path(output_dir)) if checkpoint_is_complete(path, verify=verify)]
+    return complete[-1] if complete else None
+
+
+def _checkpoints_by_step(out: Path) -> list[Path]:
+    """The ``checkpoint-<step>`` folders in ``out``, oldest step first."""
+    numbered = [path for path in out.glob("checkpoint-*")
+                if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit()]
+    return sorted(numbered, key=lambda path: int(path.name.removeprefix("checkpoint-")))
 
 
 def checkpoint_is_complete(path: str | os.PathLike, *, verify: bool = True) -> bool:
@@ -262,8 +265,8 @@ def checkpoint_is_complete(path: str | os.PathLike, *, verify: bool = True) -> b
 
 def _remove_incomplete_checkpoints(out: Path) -> None:
     """Delete checkpoints a killed run left half-written, and old ones it was deleting when killed."""
-    for path in out.glob("checkpoint-*"):
-        if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit() and not checkpoint_is_complete(path):
+    for path in _checkpoints_by_step(out):
+        if not checkpoint_is_complete(path):
             atomic.remove_tree(path)
     atomic.remove_dead_trash(out)
 
@@ -276,11 +279,10 @@ def _rotate_checkpoints(out: Path, keep: int | None, best: str | None) -> None:
     """
     if not keep or keep <= 0:
         return
-    checkpoints = sorted((int(path.name.removeprefix("checkpoint-")), path) for path in out.glob("checkpoint-*")
-                         if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit())
-    spared = {checkpoints[-1][1].resolve()} | ({Path(best).resolve()} if best else set())
+    checkpoints = _checkpoints_by_step(out)
+    spared = {checkpoints[-1].resolve()} | ({Path(best).resolve()} if best else set())
     surplus = len(checkpoints) - max(keep, len(spared))
-    for _, path in checkpoints:
+    for path in checkpoints:
         if surplus <= 0:
             break
         if path.resolve() not in spared:
