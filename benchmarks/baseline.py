@@ -15,14 +15,6 @@ from .harness import StepClock, cuda_peak, peak_rss
 from .workloads import clause_rows, clause_template, lm_name
 
 
-def uses_padding_free(setup) -> bool:
-    """Whether train() batches this setup's rows without padding (decided as train() decides it)."""
-    import sys
-
-    train_module = sys.modules["pbft_widgets.train"]
-    return setup.method in train_module.PADDING_FREE_METHODS and train_module._keeps_rows_apart(setup.model)
-
-
 def heldout_loss(model, tokenizer, pairs) -> float:
     """Mean cross-entropy of the completion tokens given the prompt, over all held-out pairs."""
     import torch
@@ -56,7 +48,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="pbft-bench-baseline-") as out:
         if path == "ours":
             from pbft_widgets.methods import apply_method
-            from pbft_widgets.train import train
+            from pbft_widgets.training import train, trains_padding_free
 
             lm = load_model(name, device=device)
             tokenizer = lm.tokenizer
@@ -66,7 +58,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
                            save_every=params["steps"], save_final_adapter=False)
             model = result.model
             checkpointing = bool(setup.training_defaults["gradient_checkpointing"])
-            padding_free = uses_padding_free(setup)
+            padding_free = trains_padding_free(setup)
             precision = {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(lm.model.dtype, "fp32")
         else:
             from transformers import AutoTokenizer

@@ -38,7 +38,8 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
-    from pbft_widgets.inspection import _forward_inputs, nearest_tokens, prompt_attention
+    from pbft_widgets.inspection import nearest_tokens, prompt_attention
+    from pbft_widgets.inspection.attention import _forward_inputs
     from pbft_widgets.methods import apply_method
     from pbft_widgets.models import load_model
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import tempfile
 from typing import Any
 
-from .baseline import uses_padding_free
 from .harness import StepClock, cuda_peak, dir_bytes, peak_rss
 from .workloads import clause_rows, clause_template, lm_name
 
@@ -29,7 +28,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
     from pbft_widgets.evaluation import evaluate
     from pbft_widgets.methods import apply_method
     from pbft_widgets.models import load_model
-    from pbft_widgets.train import train
+    from pbft_widgets.training import train, trains_padding_free
 
     clock_cls = StepClock.install()
     method, device = params["method"], params["device"]
@@ -39,7 +38,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
     template = clause_template()
     lm = load_model(lm_name(params), device=device, quantization="4bit" if method == "qlora" else None)
     setup = apply_method(lm.model, method, tokenizer=lm.tokenizer, template=template, **METHOD_OPTIONS[method])
-    padding_free = uses_padding_free(setup)
+    padding_free = trains_padding_free(setup)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     with tempfile.TemporaryDirectory(prefix="pbft-bench-matrix-") as out:

@@ -35,7 +35,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
     from pbft_widgets.evaluation import evaluate
     from pbft_widgets.methods import apply_method
     from pbft_widgets.models import load_model
-    from pbft_widgets.train import train
+    from pbft_widgets.training import train
 
     variant = VARIANTS[params["variant"]]
     device = params["device"]

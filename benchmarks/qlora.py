@@ -21,7 +21,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
 
     from pbft_widgets.methods import apply_method
     from pbft_widgets.models import load_model
-    from pbft_widgets.train import train
+    from pbft_widgets.training import train
 
     method = params["method"]
     torch.manual_seed(0)

@@ -1,19 +1,24 @@
 """pbft_widgets: prompt-based fine-tuning of language models, from plain Python or Jupyter widgets.
 
-The core is plain Python (models, templates, methods, train, evaluation, serve, export, inspection);
-`pbft_widgets.widgets` holds thin ipywidgets views over it.
+The core is plain Python (models, templates, methods, training, generation, evaluation, serve,
+export, inspection); `pbft_widgets.widgets` holds thin ipywidgets views over it. What each method
+supports lives in `pbft_widgets.registry`. No name here shadows a submodule: `pbft_widgets.train`
+is the function, `pbft_widgets.training` its module.
 """
 
 from .adapters import load_adapter, save_adapter
+from .comparison import compare, to_markdown
 from .errors import (AdapterError, ConfigError, DataError, DependencyError, ModelNotFoundError, OutputExistsError,
                      PbftError, TemplateError, TrainingError)
-from .evaluation import compare, evaluate, to_markdown
+from .evaluation import evaluate
 from .export import export_recipe
-from .methods import METHODS, apply_method, describe_methods
+from .methods import apply_method, describe_methods
 from .models import LoadedModel, ModelInfo, list_models, load_model, load_tokenizer
+from .registry import METHODS
 from .serve import AdapterBank
-from .templates import PromptTemplate, Verbalizer
-from .train import TrainingControl, train
+from .templates import PromptTemplate
+from .training import TrainingControl, train
+from .verbalizer import Verbalizer
 
 __all__ = [
     "METHODS", "AdapterBank", "AdapterError", "ConfigError", "DataError", "DependencyError", "LoadedModel",

@@ -19,21 +19,18 @@ import torch
 import transformers
 from peft import PeftConfig, PeftModel, PeftType, PromptTuningInit, get_peft_model, load_peft_weights, \
     set_peft_model_state_dict
-from peft.tuners.tuners_utils import BaseTunerLayer
 
 from . import atomic, hybrid
-from .errors import AdapterError
-from .methods import (TASK_TYPES, TRAINING_DEFAULTS, PeftSetup, has_prompt_encoder_weights, infer_task,
-                      method_report, prompt_encoder_state, quantization_of)
+from .checkpoints import refuse_incomplete_checkpoint
+from .errors import AdapterError, ConfigError
+from .methods import PeftSetup, has_prompt_encoder_weights, method_report, prompt_encoder_state
+from .model_facts import base_fingerprint, carries_adapter, infer_task, method_of, quantization_of
+from .registry import TASK_TYPES, spec_for, spec_of
 
 MANIFEST = "pbft_adapter.json"
 FORMAT = "pbft-adapter"
 FORMAT_VERSION = 1
 ENCODER_FILE = "pbft_prompt_encoder.safetensors"
-_PEFT_METHODS = {PeftType.PROMPT_TUNING: "prompt-tuning", PeftType.PREFIX_TUNING: "prefix-tuning",
-                 PeftType.P_TUNING: "p-tuning", PeftType.LORA: "lora"}
-_PROBE_ROWS = 8
-_PROBE_DIMS = 8
 
 
 def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -80,7 +77,7 @@ def load_adapter(base_model, path: str | os.PathLike, *, is_trainable: bool = Fa
     ``method`` (optional) is the method the caller expects; another method's adapter is refused.
     """
     directory = Path(path).expanduser()
-    if isinstance(base_model, PeftModel) or any(isinstance(m, BaseTunerLayer) for m in base_model.modules()):
+    if carries_adapter(base_model):
         raise AdapterError("load_adapter needs a plain base model, but this one already carries an adapter; "
                            "load a fresh base with load_model(...)")
     expected = method
@@ -98,7 +95,7 @@ def load_adapter(base_model, path: str | os.PathLike, *, is_trainable: bool = Fa
         # PEFT leaves prompt encoders trainable even when loaded for inference
         model.requires_grad_(False)
         model.eval()
-    training = (manifest or {}).get("training_defaults") or dict(TRAINING_DEFAULTS[method])
+    training = (manifest or {}).get("training_defaults") or spec_of(method).training_defaults()
     if tokenizer is not None:
         tokenizer.padding_side = training["padding_side"]
     notes = [f"loaded from {directory}" + ("" if manifest else " (plain PEFT folder: base model not checked)")]
@@ -126,7 +123,7 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
                            "save_adapter(setup, path)")
     if not directory.is_dir():
         raise AdapterError(f"{directory} is a file; pass the adapter's directory")
-    _refuse_incomplete_checkpoint(directory)
+    refuse_incomplete_checkpoint(directory)
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         if (directory / "adapter_config.json").is_file():
@@ -144,26 +141,6 @@ def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
         raise AdapterError(f"{directory} was written by a newer pbft_widgets (format "
                            f"{manifest['format_version']} > {FORMAT_VERSION}); upgrade pbft-widgets to load it")
     return manifest
-
-
-def base_fingerprint(model) -> dict[str, Any]:
-    """Enough of the base model to tell it from another: architecture sizes and a few embedding values.
-
-    The embedding probe (8 rows spread over the vocabulary, 8 dims each) separates two checkpoints of
-    the same architecture; it is compared with a tolerance so a bf16 load of the same base matches.
-    """
-    base = model.get_base_model() if isinstance(model, PeftModel) else model
-    config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
-    weight = base.get_input_embeddings().weight
-    rows = torch.linspace(0, weight.shape[0] - 1, _PROBE_ROWS).long().to(weight.device)
-    probe = weight.detach()[rows, :_PROBE_DIMS].float().cpu().flatten()
-    return {
-        "name_or_path": str(getattr(base.config, "_name_or_path", "") or ""),
-        "model_type": getattr(config, "model_type", ""),
-        "vocab_size": int(weight.shape[0]), "hidden_size": int(weight.shape[1]),
-        "num_layers": int(getattr(config, "num_hidden_layers", 0) or 0),
-        "embedding_probe": [round(v, 6) for v in probe.tolist()],
-    }
 
 
 def check_base(manifest: dict[str, Any], model, path: Path) -> None:
@@ -205,24 +182,22 @@ def _unpack(setup_or_model) -> tuple[Any, str, str, dict[str, Any]]:
         return s.model, s.method, s.task, extra
     if isinstance(setup_or_model, PeftModel):
         model = setup_or_model
-        method, task = _describe_config(model.peft_config[model.active_adapter], model)
-        method = "prompt+lora" if hybrid.is_prompt_lora(model) else method
-        return model, method, task, {"training_defaults": dict(TRAINING_DEFAULTS[method])}
+        task = _describe_config(model.peft_config[model.active_adapter], model)[1]  # refuses unknown PEFT types
+        spec = method_of(model)
+        return model, spec.name, task, {"training_defaults": spec.training_defaults()}
     raise AdapterError(f"save_adapter needs a PeftSetup (from apply_method) or a PeftModel, got "
                        f"{type(setup_or_model).__name__}")
 
 
 def _describe_config(config: PeftConfig, model) -> tuple[str, str]:
     """(method, task) for a PEFT config, e.g. of a plain PEFT folder."""
-    if config.peft_type not in _PEFT_METHODS:
-        raise AdapterError(f"{config.peft_type} adapters are not supported here; use one of "
-                           f"{', '.join(_PEFT_METHODS.values())}")
-    method = _PEFT_METHODS[config.peft_type]
-    if method == "lora" and quantization_of(model) == "4bit":
-        method = "qlora"
+    try:
+        spec = spec_for(config.peft_type, four_bit=quantization_of(model) == "4bit")
+    except ConfigError as exc:
+        raise AdapterError(str(exc)) from None
     tasks = {v: k for k, v in TASK_TYPES.items()}
     task = tasks.get(config.task_type) or infer_task(model) or "causal-lm"
-    return method, task
+    return spec.name, task
 
 
 def _peft_config(directory: Path) -> PeftConfig:
@@ -239,7 +214,7 @@ def _write_weights(model, directory: Path) -> None:
     if model.active_adapter != "default":
         raise AdapterError(f"the active adapter is {model.active_adapter!r}; save the model returned by "
                            "apply_method or load_adapter (its adapter is 'default')")
-    if hybrid.is_prompt_lora(model):
+    if method_of(model).combines_prompt_and_lora:
         hybrid.save_parts(model, directory)
         return
     model.save_pretrained(str(directory))
@@ -251,7 +226,7 @@ def _load_weights(base_model, directory: Path, method: str, is_trainable: bool):
     from safetensors import SafetensorError
 
     try:
-        if method == "prompt+lora":
+        if spec_of(method).combines_prompt_and_lora:
             return hybrid.load_prompt_lora(base_model, directory, is_trainable=is_trainable)
         config = _peft_config(directory)
         if is_trainable and config.is_prompt_learning:
@@ -293,21 +268,6 @@ def _file_table(directory: Path) -> dict[str, dict[str, Any]]:
     """Size and hash of every file loading reads (weights and configs; a model card may be edited)."""
     return atomic.file_table(directory, (file for file in sorted(directory.rglob("*"))
                                          if file.suffix in (".safetensors", ".json")))
-
-
-def _refuse_incomplete_checkpoint(directory: Path) -> None:
-    """A train() checkpoint without its completion marker was cut off mid-write: never load it."""
-    from .train import RUN_MANIFEST, checkpoint_is_complete, latest_complete_checkpoint
-
-    step = directory.name.removeprefix("checkpoint-")
-    if not step.isdigit() or not (directory.parent / RUN_MANIFEST).is_file():
-        return
-    if checkpoint_is_complete(directory, verify=False):  # marker present, every listed file its size
-        return
-    good = latest_complete_checkpoint(directory.parent)
-    raise AdapterError(f"{directory} is an incomplete checkpoint (the run stopped while writing it); load "
-                       + (f"the last complete one, {good}" if good else "the run's adapter/ folder instead")
-                       + " (train.latest_complete_checkpoint(output_dir) finds it)")
 
 
 def next_version(path: str | os.PathLike) -> Path:

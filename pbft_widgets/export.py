@@ -40,11 +40,8 @@ from pathlib import Path
 import torch
 from transformers import set_seed
 
-from pbft_widgets import load_model
+from pbft_widgets import PromptTemplate, apply_method, load_model, train
 from pbft_widgets.data.jsonl import read_jsonl
-from pbft_widgets.methods import apply_method
-from pbft_widgets.templates import PromptTemplate
-from pbft_widgets.train import train
 
 HERE = Path(__file__).resolve().parent
 MODEL = {model!r}

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from peft import (LoraConfig, PeftConfig, PeftModel, PeftModelForCausalLM, PeftType, PromptTuningConfig,
+from peft import (LoraConfig, PeftConfig, PeftModel, PeftModelForCausalLM, PromptTuningConfig,
                   get_peft_model_state_dict, inject_adapter_in_model, load_peft_weights,
                   set_peft_model_state_dict)
 from peft.tuners.lora import LoraLayer
@@ -38,16 +38,8 @@ def build_prompt_lora(model, prompt_config: PromptTuningConfig, lora_config: Lor
     return peft_model
 
 
-def is_prompt_lora(model) -> bool:
-    """True for a prompt-tuning PeftModel whose base model carries LoRA layers."""
-    if not isinstance(model, PeftModel):
-        return False
-    if model.peft_config[model.active_adapter].peft_type != PeftType.PROMPT_TUNING:
-        return False
-    return any(isinstance(m, LoraLayer) for m in model.get_base_model().modules())
-
-
 def lora_config_of(model) -> LoraConfig:
+    """The LoRA config injected into the hybrid's base model."""
     return model.get_base_model().peft_config[LORA_ADAPTER]
 
 

@@ -355,19 +355,19 @@ def rouge_l(hyps: Sequence[str], refs: Sequence[str]) -> float:
     return sum(rouge_l_pair(h, r) for h, r in zip(hyps, refs)) / len(hyps)
 
 
-def normalize_text(text: str) -> str:
+def normalise_answer(text: str) -> str:
     """Casefold, NFKC, drop punctuation, collapse whitespace: 'The end.' == 'the  end'."""
     text = unicodedata.normalize("NFKC", text).casefold()
     text = "".join(" " if unicodedata.category(ch).startswith("P") else ch for ch in text)
     return " ".join(text.split())
 
 
-def exact_match(hyps: Sequence[str], refs: Sequence[str], normalize: bool = True) -> float:
-    """Share of hypotheses equal to their reference (after `normalize_text` unless normalize=False)."""
+def exact_match(hyps: Sequence[str], refs: Sequence[str], normalise: bool = True) -> float:
+    """Share of hypotheses equal to their reference (after `normalise_answer` unless normalise=False)."""
     _check_pair(hyps, refs, "exact_match")
     _check_texts(hyps, "hyps", "exact_match")
     _check_texts(refs, "refs", "exact_match")
-    prepare = normalize_text if normalize else (lambda s: s)
+    prepare = normalise_answer if normalise else (lambda s: s)
     return sum(prepare(h) == prepare(r) for h, r in zip(hyps, refs)) / len(hyps)
 
 

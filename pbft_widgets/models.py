@@ -23,8 +23,8 @@ import torch
 
 from . import atomic
 from .errors import ConfigError, DependencyError, ModelNotFoundError
-
-TASKS = ("causal-lm", "token-classification", "sequence-classification")
+from .model_facts import ensure_pad_token
+from .registry import TASKS
 QUANTIZATIONS = (None, "4bit", "8bit")
 CACHE_ENV = "PBFT_CACHE_DIR"
 _COMPLETE_MARKER = "pbft_converted.json"
@@ -253,12 +253,8 @@ def load_tokenizer(name_or_path: str | os.PathLike | None = None):
     from transformers import AutoTokenizer
 
     path = _resolve(name_or_path, None)[0]
-    return _with_pad_token(AutoTokenizer.from_pretrained(path))
-
-
-def _with_pad_token(tokenizer):
-    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    ensure_pad_token(tokenizer)
     return tokenizer
 
 
@@ -309,7 +305,8 @@ def load_model(
     model.eval()
     from transformers import AutoTokenizer
 
-    tokenizer = _with_pad_token(AutoTokenizer.from_pretrained(path))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    ensure_pad_token(tokenizer)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     info = ModelInfo(

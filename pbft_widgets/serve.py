@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import os
-import warnings
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,29 +24,22 @@ from typing import Any
 
 import torch
 from peft import PeftModel
-from peft.tuners.tuners_utils import BaseTunerLayer
 from peft.utils import ModulesToSaveWrapper
 
 from . import hybrid
 from .adapters import check_adapter
 from .errors import AdapterError
-from .methods import infer_task
-
-# Methods whose virtual tokens are input embeddings: PEFT ignores position_ids for them, so a
-# padded batch shifts positions (peft #1093) and the bank batches only prompts of equal length.
-_EQUAL_LENGTH_METHODS = ("prompt-tuning", "p-tuning", "prompt+lora")
+from .generation import generate_texts, predict_labels, predict_tags
+from .model_facts import carries_adapter, infer_task
+from .registry import MethodSpec, spec_of
 
 
 @dataclass
 class _Task:
     name: str
-    method: str
+    spec: MethodSpec
     path: Path
     model: Any  # what runs the task: the LoRA PeftModel or the task's prompt wrapper
-
-    @property
-    def has_lora(self) -> bool:
-        return self.method in ("lora", "qlora", "prompt+lora")
 
 
 class AdapterBank:
@@ -58,7 +50,7 @@ class AdapterBank:
     """
 
     def __init__(self, model, tokenizer, *, max_new_tokens: int = 32, batch_size: int = 8) -> None:
-        if isinstance(model, PeftModel) or any(isinstance(m, BaseTunerLayer) for m in model.modules()):
+        if carries_adapter(model):
             raise AdapterError("AdapterBank needs the plain base model; pass a freshly loaded one "
                                "(load_model(...).model), not a PeftModel")
         self.model = model.eval()
@@ -76,7 +68,7 @@ class AdapterBank:
 
     def describe(self) -> list[dict[str, str]]:
         """One row per task: name, method and where it was loaded from."""
-        return [{"task": t.name, "method": t.method, "path": str(t.path)} for t in self._tasks.values()]
+        return [{"task": t.name, "method": t.spec.name, "path": str(t.path)} for t in self._tasks.values()]
 
     def add(self, task: str, path: str | os.PathLike) -> None:
         """Load the adapter at ``path`` under the name ``task`` (checked against this base model)."""
@@ -86,18 +78,19 @@ class AdapterBank:
             raise AdapterError(f"task {task!r} is already in the bank; choose another name")
         directory = Path(path).expanduser()
         method, task_type = check_adapter(self.model, directory)
+        spec = spec_of(method)
         if task_type != self.task_type:
             raise AdapterError(f"adapter {directory} is for {task_type} but this bank serves a {self.task_type} "
                                "model; put it in a bank built on a matching base model")
-        if method == "prompt+lora":
+        if spec.combines_prompt_and_lora:
             self._add_lora(task, directory / hybrid.LORA_DIR)
             runner = PeftModel.from_pretrained(self.model, str(directory / hybrid.PROMPT_DIR), adapter_name=task)
-        elif method in ("lora", "qlora"):
+        elif spec.has_lora:
             runner = self._add_lora(task, directory)
         else:
             runner = PeftModel.from_pretrained(self.model, str(directory), adapter_name=task)
         runner.eval()
-        self._tasks[task] = _Task(name=task, method=method, path=directory, model=runner)
+        self._tasks[task] = _Task(name=task, spec=spec, path=directory, model=runner)
 
     def _add_lora(self, task: str, directory: Path) -> PeftModel:
         if self._lora is None:
@@ -108,25 +101,20 @@ class AdapterBank:
 
     # ------------------------------------------------------------------------- inference
     def generate(self, task: str | None, prompts: str | Sequence[str], **gen_kwargs) -> str | list[str]:
-        """Completions (new text only) of ``prompts`` with ``task``'s adapter; a str in gives a str out."""
+        """Completions (new text only) of ``prompts`` with ``task``'s adapter; a str in gives a str out.
+
+        The same engine as ``evaluate()`` (:func:`pbft_widgets.generation.generate_texts`), so a served
+        task answers what it was scored on. ``max_new_tokens`` and other generate() options may be passed.
+        """
         if self.task_type != "causal-lm":
             raise AdapterError(f"this bank serves a {self.task_type} model; use bank.predict(task, texts)")
         single = isinstance(prompts, str)
         prompts = [prompts] if single else list(prompts)
+        max_new_tokens = gen_kwargs.pop("max_new_tokens", self.max_new_tokens)
         entry = self._entry(task)
-        kwargs = {"max_new_tokens": self.max_new_tokens, "do_sample": False,
-                  "pad_token_id": self.tokenizer.pad_token_id, **gen_kwargs}
-        if entry is not None and entry.method == "prefix-tuning":
-            kwargs["use_cache"] = True  # the prefix lives in the KV cache; PEFT fails without it
-        outputs: list[str] = [""] * len(prompts)
         with self._active(entry) as runner:
-            for batch in self._batches(prompts, equal_length=entry is not None
-                                       and entry.method in _EQUAL_LENGTH_METHODS):
-                encoded = self._encode([prompts[i] for i in batch], padding_side="left")
-                generated = runner.generate(**encoded, **kwargs)[:, encoded["input_ids"].shape[1]:]
-                texts = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
-                for i, text in zip(batch, texts):
-                    outputs[i] = text
+            outputs = generate_texts(runner, self.tokenizer, prompts, batch_size=self.batch_size,
+                                     max_new_tokens=max_new_tokens, generation_kwargs=gen_kwargs)
         return outputs[0] if single else outputs
 
     def generate_many(self, requests: Sequence[tuple[str | None, str]], **gen_kwargs) -> list[str]:
@@ -142,30 +130,16 @@ class AdapterBank:
         """Labels: one per text (sequence classification) or one per word (token classification).
 
         For token classification pass each text as a list of words (a string is split on spaces);
-        each word gets the label of its first sub-token.
+        each word gets the label of its first sub-token, as in ``evaluate()``.
         """
         if self.task_type == "causal-lm":
             raise AdapterError("this bank serves a causal LM; use bank.generate(task, prompts)")
         entry = self._entry(task)
-        id2label = self.model.config.id2label
-        results: list = []
         with self._active(entry) as runner:
-            for batch in self._batches(list(texts), equal_length=False):
-                items = [texts[i] for i in batch]
-                if self.task_type == "token-classification":
-                    words = [item.split() if isinstance(item, str) else list(item) for item in items]
-                    encoded = self._encode(words, padding_side="right", is_split_into_words=True)
-                else:
-                    encoded = self._encode(items, padding_side="right")
-                predicted = runner(**encoded).logits.argmax(-1).tolist()
-                if self.task_type == "sequence-classification":
-                    results += [id2label[p] for p in predicted]
-                    continue
-                for row, labels in enumerate(predicted):
-                    word_ids = encoded.word_ids(row)
-                    firsts = [i for i, w in enumerate(word_ids) if w is not None and (i == 0 or word_ids[i - 1] != w)]
-                    results.append([id2label[labels[i]] for i in firsts])
-        return results
+            if self.task_type == "token-classification":
+                words = [item.split() if isinstance(item, str) else list(item) for item in texts]
+                return predict_tags(runner, self.tokenizer, words, self.batch_size)[0]
+            return predict_labels(runner, self.tokenizer, list(texts), self.batch_size)
 
     def compare(self, task: str, prompts: Sequence[str], **gen_kwargs) -> list[dict[str, Any]]:
         """Base model and tuned model side by side: [{'prompt', 'base', 'tuned'}, ...]."""
@@ -185,8 +159,8 @@ class AdapterBank:
         slightly from the unmerged adapter; merge onto a full-precision base for identical outputs.
         """
         entry = self._entry(task)
-        if entry is None or entry.method not in ("lora", "qlora"):
-            lora_tasks = [t.name for t in self._tasks.values() if t.method in ("lora", "qlora")]
+        if entry is None or not entry.spec.mergeable:
+            lora_tasks = [t.name for t in self._tasks.values() if t.spec.mergeable]
             raise AdapterError(f"merge works for LoRA tasks ({', '.join(lora_tasks) or 'none loaded'}); {task!r} "
                                "adds virtual tokens or prefixes, which have no weights to merge into")
         host = copy.deepcopy(self._lora)
@@ -207,7 +181,7 @@ class AdapterBank:
     def _active(self, entry: _Task | None):
         """Set every adapter switch for ``entry`` and yield the module that runs it."""
         if self._lora is not None:
-            if entry is not None and entry.has_lora:
+            if entry is not None and entry.spec.has_lora:
                 self._lora.base_model.enable_adapter_layers()
                 self._lora.set_adapter(entry.name, inference_mode=True)
             else:
@@ -217,24 +191,5 @@ class AdapterBank:
                 module.enable_adapters(True)
                 module.set_adapter(entry.name if entry is not None and entry.name in module.modules_to_save else [],
                                    inference_mode=True)
-        with torch.no_grad(), warnings.catch_warnings():
-            # generate() passes position_ids, which PEFT drops (with a warning per step) for prompt methods
-            warnings.filterwarnings("ignore", message="Position ids are not supported")
+        with torch.no_grad():
             yield self.model if entry is None else entry.model
-
-    def _batches(self, items: list, *, equal_length: bool) -> list[list[int]]:
-        """Index batches; with ``equal_length`` only prompts of the same token count share a batch."""
-        order = list(range(len(items)))
-        groups: dict[int, list[int]] = {0: order}
-        if equal_length:
-            lengths = [len(self.tokenizer(item)["input_ids"]) for item in items]
-            groups = {}
-            for i in order:
-                groups.setdefault(lengths[i], []).append(i)
-        return [group[start:start + self.batch_size] for group in groups.values()
-                for start in range(0, len(group), self.batch_size)]
-
-    def _encode(self, items: list, *, padding_side: str, **kwargs):
-        device = next(self.model.parameters()).device
-        encoded = self.tokenizer(items, return_tensors="pt", padding=True, padding_side=padding_side, **kwargs)
-        return encoded.to(device)

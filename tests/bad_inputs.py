@@ -23,6 +23,7 @@ from pathlib import Path
 from unittest import mock
 
 import torch
+from conftest import tiny_bert, tiny_llama
 
 from pbft_widgets import errors as E
 
@@ -62,15 +63,7 @@ class Bench:
 
     @functools.cached_property
     def _lm(self):
-        from transformers import LlamaConfig, LlamaForCausalLM
-
-        torch.manual_seed(0)
-        tok = self.tokenizer
-        config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-                             tie_word_embeddings=True, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                             bos_token_id=tok.bos_token_id)
-        return LlamaForCausalLM(config).eval()
+        return tiny_llama(self.tokenizer)
 
     def lm(self):
         """A fresh copy of the tiny causal LM (methods wrap models in place)."""
@@ -85,12 +78,11 @@ class Bench:
         return model
 
     def bert(self, task: str, labels: list[str]):
-        from transformers import BertConfig, BertForSequenceClassification, BertForTokenClassification
+        from transformers import BertForSequenceClassification, BertForTokenClassification
 
         torch.manual_seed(0)
-        config = BertConfig(vocab_size=len(self.bert_tokenizer), hidden_size=32, intermediate_size=64,
-                            num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=512,
-                            id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)})
+        config = tiny_bert(self.bert_tokenizer, id2label=dict(enumerate(labels)),
+                           label2id={l: i for i, l in enumerate(labels)})
         cls = BertForTokenClassification if task == "token-classification" else BertForSequenceClassification
         return cls(config).eval()
 
@@ -482,7 +474,7 @@ CASES: list[Case] = [
     Case("unknown-method", "method", "method='fine-tuning'",
          E.ConfigError, "use one of prompt-tuning", _apply("fine-tuning")),
     Case("prompt-tuning-for-ner", "method", "prompt tuning on a token-classification model",
-         E.ConfigError, "use prefix-tuning (P-tuning v2) or lora",
+         E.ConfigError, "use prefix-tuning or lora",
          _apply("prompt-tuning", model="bert", task="token-classification")),
     # models
     Case("4bit-without-bitsandbytes", "model", "quantization='4bit' where bitsandbytes is not installed",

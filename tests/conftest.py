@@ -31,41 +31,41 @@ def bert_tokenizer():
     return load_tokenizer("minilm-l6")
 
 
-@pytest.fixture
-def tiny_causal_lm(smol_tokenizer):
-    """A fresh 2-layer Llama with SmolLM2's vocabulary, seeded so tests are reproducible."""
+def tiny_llama(tokenizer, seed: int = 0):
+    """A fresh 2-layer Llama with ``tokenizer``'s vocabulary, seeded so tests are reproducible.
+
+    Every linear layer's output size is a multiple of 32: on CPUs with AVX512-BF16, bitsandbytes
+    repacks 4-bit weights in blocks of 32 rows for inference and fails on smaller layers.
+    """
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     config = LlamaConfig(
-        vocab_size=len(smol_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-        pad_token_id=smol_tokenizer.pad_token_id,
-        eos_token_id=smol_tokenizer.eos_token_id,
-        bos_token_id=smol_tokenizer.bos_token_id,
+        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
     )
     return LlamaForCausalLM(config).eval()
+
+
+def tiny_bert(tokenizer, **changes):
+    """A 2-layer BERT config with ``tokenizer``'s vocabulary; build heads with from_config in the test."""
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, max_position_embeddings=512, **changes)
+
+
+@pytest.fixture
+def tiny_causal_lm(smol_tokenizer):
+    """A fresh tiny Llama with SmolLM2's vocabulary (see tiny_llama)."""
+    return tiny_llama(smol_tokenizer)
 
 
 @pytest.fixture
 def tiny_bert_config(bert_tokenizer):
     """A 2-layer BERT config with MiniLM's vocabulary; build heads with from_config in the test."""
-    from transformers import BertConfig
-
-    return BertConfig(
-        vocab_size=len(bert_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=512,
-    )
+    return tiny_bert(bert_tokenizer)
 
 
 @pytest.fixture

@@ -14,17 +14,12 @@ from transformers import (
     PretrainedConfig,
 )
 
-from pbft_widgets import evaluation
+from pbft_widgets import generation
+from pbft_widgets.comparison import compare, to_markdown
 from pbft_widgets.errors import ConfigError, DataError
-from pbft_widgets.evaluation import (
-    EvalResult,
-    _inserts_virtual_tokens,
-    _plan_batches,
-    compare,
-    evaluate,
-    generate_texts,
-    to_markdown,
-)
+from pbft_widgets.evaluation import EvalResult, evaluate
+from pbft_widgets.generation import generate_texts, plan_batches
+from pbft_widgets.model_facts import inserts_virtual_tokens
 from pbft_widgets.metrics import chrf
 from pbft_widgets.templates import PromptTemplate, Verbalizer
 
@@ -129,7 +124,7 @@ def test_prompt_tuning_batched_equals_one_by_one(tiny_causal_lm, smol_tokenizer,
     prompts = [TEMPLATE.render_prompt(row, smol_tokenizer) for row in ROWS]
     assert batched.predictions == one_at_a_time(model, smol_tokenizer, prompts, 6)
     # The check has teeth: left-padding this model like a plain one changes what it generates.
-    monkeypatch.setattr(evaluation, "_inserts_virtual_tokens", lambda model: False)
+    monkeypatch.setattr(generation, "inserts_virtual_tokens", lambda model: False)
     padded = evaluate(model, smol_tokenizer, ROWS, batch_size=5, **options)
     assert padded.predictions != single.predictions
 
@@ -161,19 +156,19 @@ def test_why_prompt_tuning_is_not_left_padded(tiny_causal_lm, smol_tokenizer):
 
 
 def test_only_input_inserted_virtual_tokens_force_equal_length_batches(tiny_causal_lm):
-    assert not _inserts_virtual_tokens(tiny_causal_lm)
+    assert not inserts_virtual_tokens(tiny_causal_lm)
     lora_config = LoraConfig(task_type="CAUSAL_LM", r=2, target_modules=["q_proj"])
     lora = get_peft_model(copy.deepcopy(tiny_causal_lm), lora_config)
     prefix_config = PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2)
     prefix = get_peft_model(copy.deepcopy(tiny_causal_lm), prefix_config)
-    assert not _inserts_virtual_tokens(lora) and not _inserts_virtual_tokens(prefix)
-    assert _inserts_virtual_tokens(prompt_tuned(tiny_causal_lm))
+    assert not inserts_virtual_tokens(lora) and not inserts_virtual_tokens(prefix)
+    assert inserts_virtual_tokens(prompt_tuned(tiny_causal_lm))
 
 
 def test_plan_batches_longest_first_and_equal_length_groups():
     lengths = [3, 5, 3, 5, 5, 1]
-    assert _plan_batches(lengths, 2, equal_length=False) == [[1, 3], [4, 0], [2, 5]]
-    assert _plan_batches(lengths, 2, equal_length=True) == [[1, 3], [4], [0, 2], [5]]
+    assert plan_batches(lengths, 2, equal_length=False) == [[1, 3], [4, 0], [2, 5]]
+    assert plan_batches(lengths, 2, equal_length=True) == [[1, 3], [4], [0, 2], [5]]
 
 
 def test_classification_by_generation_reads_labels_through_the_verbalizer(tiny_causal_lm, smol_tokenizer):

@@ -13,6 +13,7 @@ from peft.tuners.lora import LoraLayer
 from pbft_widgets import hybrid
 from pbft_widgets.adapters import MANIFEST, load_adapter, save_adapter
 from pbft_widgets.methods import apply_method
+from pbft_widgets.model_facts import method_of
 
 TEXTS = ["Question: capital of France? Answer: Paris", "Question: two plus two? Answer: four"]
 PROMPT = "Question: capital of Spain? Answer:"
@@ -47,17 +48,18 @@ def lora_weights(model) -> dict[str, torch.Tensor]:
 
 
 def test_both_parts_are_trainable_and_reported(lm, smol_tokenizer):
+    pristine = copy.deepcopy(lm)
     setup = apply_method(lm, "prompt+lora", tokenizer=smol_tokenizer, num_virtual_tokens=8, r=4)
     model = setup.model
-    assert hybrid.is_prompt_lora(model)
+    assert method_of(model).combines_prompt_and_lora
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert "prompt_encoder.default.embedding.weight" in trainable
     assert {n for n in trainable if "lora_" in n} == set(lora_weights(model))
     assert not any("lora_" not in n and not n.startswith("prompt_encoder") for n in trainable)
     parts = setup.report.parts
     assert parts["prompt"] == 8 * lm.config.hidden_size
-    # r=4 on q_proj (32 -> 32) and v_proj (32 -> 16) in 2 layers: A is r x in, B is out x r
-    assert parts["lora"] == 2 * (4 * 32 + 32 * 4 + 4 * 32 + 16 * 4)
+    plain_lora = apply_method(copy.deepcopy(pristine), "lora", r=4).report.trainable_params
+    assert parts["lora"] == plain_lora  # the same LoRA layers as LoRA alone
     assert setup.report.trainable_params == parts["prompt"] + parts["lora"]
     assert setup.training_defaults["prompt_learning_rate"] > 10 * setup.training_defaults["learning_rate"]
 
@@ -132,7 +134,7 @@ def test_saved_as_one_directory_and_reloaded_identically(lm, smol_tokenizer, tmp
     assert [p.name for p in tmp_path.iterdir()] == ["hybrid"]  # no temporary directory left behind
 
     loaded = load_adapter(copy.deepcopy(pristine), path)
-    assert hybrid.is_prompt_lora(loaded.model) and loaded.method == "prompt+lora"
+    assert method_of(loaded.model).combines_prompt_and_lora and loaded.method == "prompt+lora"
     assert greedy(loaded.model, smol_tokenizer) == expected
     assert not any(p.requires_grad for p in loaded.model.parameters())
 

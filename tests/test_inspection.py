@@ -15,6 +15,7 @@ from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, TaskType, g
 from transformers import BertForSequenceClassification
 
 from pbft_widgets import inspection
+from pbft_widgets.inspection.neighbours import _unit_vocabulary, shown
 from pbft_widgets.adapters import save_adapter
 from pbft_widgets.errors import AdapterError, ConfigError
 from pbft_widgets.methods import apply_method
@@ -79,13 +80,13 @@ def test_nearest_tokens_match_hand_computation_and_copied_row_finds_itself(promp
 
 def test_normalised_vocabulary_is_cached_and_refreshed_when_embeddings_change(prompt_model, smol_tokenizer):
     inspection.nearest_tokens(prompt_model, smol_tokenizer, k=1)
-    cached = inspection._unit_vocabulary(prompt_model)
-    assert inspection._unit_vocabulary(prompt_model) is cached  # repeated calls: no re-normalisation
+    cached = _unit_vocabulary(prompt_model)
+    assert _unit_vocabulary(prompt_model) is cached  # repeated calls: no re-normalisation
     # Edit the vocabulary in place: a row now points exactly where virtual token 0 points.
     prompt = prompt_model.prompt_encoder["default"].embedding.weight
     with torch.no_grad():
         prompt_model.get_input_embeddings().weight[COPIED_ID] = prompt[0] * 3.0
-    assert inspection._unit_vocabulary(prompt_model) is not cached
+    assert _unit_vocabulary(prompt_model) is not cached
     token, cosine = inspection.nearest_tokens(prompt_model, smol_tokenizer, k=1)[0]["neighbours"][0]
     assert token == smol_tokenizer.decode([COPIED_ID]) and cosine == pytest.approx(1.0, abs=1e-5)
 
@@ -293,7 +294,7 @@ def test_neighbours_at_real_checkpoints(prompt_model, smol_tokenizer, tmp_path):
     fig = inspection.trace_figure(trace)
     assert len(fig.data) == 1 and list(fig.data[0].x) == ["step 2", "step 10"]
     assert len(fig.data[0].z) == 4 and len(fig.data[0].z[0]) == 2
-    assert fig.data[0].text[1][0] == inspection._shown(smol_tokenizer.decode([COPIED_ID]))
+    assert fig.data[0].text[1][0] == shown(smol_tokenizer.decode([COPIED_ID]))
     assert inspection.CAVEAT in [a.text for a in fig.layout.annotations]
 
 
@@ -327,7 +328,7 @@ def test_models_without_a_soft_prompt_get_a_clear_error(tiny_causal_lm, smol_tok
     for call in (lambda: inspection.nearest_tokens(lora, smol_tokenizer),
                  lambda: inspection.prompt_attention(lora, smol_tokenizer, TEXT),
                  lambda: inspection.prefix_summary(lora)):
-        with pytest.raises(ConfigError, match="evaluation.compare"):
+        with pytest.raises(ConfigError, match="pbft_widgets.compare"):
             call()
 
 

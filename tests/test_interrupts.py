@@ -27,8 +27,9 @@ from pbft_widgets import load_adapter, save_adapter
 from pbft_widgets.adapters import next_version, read_manifest, verify_files
 from pbft_widgets.methods import apply_method
 from pbft_widgets.templates import PromptTemplate, Verbalizer
-from pbft_widgets.train import (CHECKPOINT_MARKER, TRAINABLE_STATE, checkpoint_is_complete,
-                                latest_complete_checkpoint, train)
+from pbft_widgets.checkpoints import (CHECKPOINT_MARKER, TRAINABLE_STATE, checkpoint_is_complete,
+                                      latest_complete_checkpoint)
+from pbft_widgets.training import train
 
 FORK = multiprocessing.get_context("fork")
 TRAIN_TRIALS = 20

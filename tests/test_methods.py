@@ -15,8 +15,9 @@ from transformers import BertForSequenceClassification, BertForTokenClassificati
 
 from pbft_widgets.adapters import load_adapter, save_adapter
 from pbft_widgets.errors import ConfigError
-from pbft_widgets.methods import (METHODS, TRAINING_DEFAULTS, apply_method, describe_methods, method_defaults,
-                                  quantization_of)
+from pbft_widgets.methods import apply_method, describe_methods
+from pbft_widgets.model_facts import quantization_of
+from pbft_widgets.registry import METHODS, spec_of
 from pbft_widgets.templates import PromptTemplate, Verbalizer
 
 TEXTS = ["Review: a moving, funny film. Sentiment: positive", "Review: dull and far too long. Sentiment: negative"]
@@ -328,17 +329,17 @@ def test_report_counts_parameters_bytes_and_memory(lm, smol_tokenizer, tmp_path)
 
 
 def test_training_defaults_per_method():
-    assert TRAINING_DEFAULTS["prefix-tuning"]["gradient_checkpointing"] is False
-    assert 3e-2 <= TRAINING_DEFAULTS["prompt-tuning"]["learning_rate"] <= 1e-1
-    assert TRAINING_DEFAULTS["prefix-tuning"]["learning_rate"] == 1e-2
-    assert 1e-4 <= TRAINING_DEFAULTS["p-tuning"]["learning_rate"] <= 1e-3  # 1e-2 diverges on SmolLM2
+    assert spec_of("prefix-tuning").training_defaults()["gradient_checkpointing"] is False
+    assert 3e-2 <= spec_of("prompt-tuning").training_defaults()["learning_rate"] <= 1e-1
+    assert spec_of("prefix-tuning").training_defaults()["learning_rate"] == 1e-2
+    assert 1e-4 <= spec_of("p-tuning").training_defaults()["learning_rate"] <= 1e-3  # 1e-2 diverges on SmolLM2
     for method in ("lora", "qlora"):
-        assert 2e-4 <= TRAINING_DEFAULTS[method]["learning_rate"] <= 1e-3
+        assert 2e-4 <= spec_of(method).training_defaults()["learning_rate"] <= 1e-3
     for method in ("prompt-tuning", "p-tuning", "prompt+lora"):  # peft #1093
-        assert TRAINING_DEFAULTS[method]["padding_side"] == "right"
-        assert TRAINING_DEFAULTS[method]["generation_batching"] == "equal-length"
+        assert spec_of(method).training_defaults()["padding_side"] == "right"
+        assert spec_of(method).training_defaults()["generation_batching"] == "equal-length"
     assert [row["method"] for row in describe_methods()] == list(METHODS)
-    assert method_defaults("lora")["options"]["r"] == 8
+    assert spec_of("lora").option_defaults()["r"] == 8
 
 
 def test_gradient_checkpointing_already_on_is_turned_off_for_prefix_tuning(lm):
@@ -372,7 +373,7 @@ def test_lora_auto_targets_match_the_architecture(lm, tiny_bert_config):
     ("qlora", {}, r"load_model\(\.\.\., quantization='4bit'\)"),
     ("prompt-tuning", {"init": "text"}, "init_text="),
     ("prompt-tuning", {"init": "label-words"}, "verbalizer="),
-    ("prompt-tuning", {"init": "zeros"}, "random, text, sample-vocab, label-words"),
+    ("prompt-tuning", {"init": "zeros"}, "'random', 'text', 'sample-vocab' or 'label-words'"),
     ("p-tuning", {"encoder": "gru"}, "'mlp' or 'lstm'"),
     ("prefix-tuning", {"init": "text"}, "'activations' or 'random'"),
     ("prefix-tuning", {"init": "activations", "prefix_projection": True}, "use init='random'"),
@@ -388,7 +389,7 @@ def test_bad_options_raise_config_error_naming_the_fix(lm, method, options, matc
 def test_task_errors_name_the_fix(lm, smol_tokenizer, tiny_bert_config):
     with pytest.raises(ConfigError, match="pass task='causal-lm'"):
         apply_method(lm, "lora", task="token-classification")
-    with pytest.raises(ConfigError, match="prefix-tuning \\(P-tuning v2\\) or lora"):
+    with pytest.raises(ConfigError, match="use prefix-tuning or lora"):
         apply_method(bert(tiny_bert_config, "token-classification"), "prompt-tuning", task="token-classification")
     with pytest.raises(ConfigError, match="needs the tokenizer"):
         apply_method(copy.deepcopy(lm), "prompt-tuning", init="text", init_text="Classify")

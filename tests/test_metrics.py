@@ -16,7 +16,7 @@ from pbft_widgets.metrics import (
     confusion_matrix,
     entity_scores,
     exact_match,
-    normalize_text,
+    normalise_answer,
     rouge_l,
     rouge_l_pair,
     rouge_tokens,
@@ -196,9 +196,9 @@ def test_rouge_tokens_keep_non_ascii_words_whole():
 
 
 def test_exact_match_normalises_by_default():
-    assert normalize_text("  The END. ") == "the end"
+    assert normalise_answer("  The END. ") == "the end"
     assert exact_match(["The end.", "no"], ["the  end", "yes"]) == 0.5
-    assert exact_match(["The end.", "no"], ["the  end", "yes"], normalize=False) == 0.0
+    assert exact_match(["The end.", "no"], ["the  end", "yes"], normalise=False) == 0.0
 
 
 @pytest.mark.parametrize("metric", [bleu, chrf, rouge_l, exact_match])

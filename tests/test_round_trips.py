@@ -21,10 +21,9 @@ import pytest
 import torch
 
 from pbft_widgets import load_model, save_adapter
-from pbft_widgets.evaluation import evaluate, generate_texts
-from pbft_widgets.methods import METHODS, apply_method
+from pbft_widgets import METHODS, apply_method, evaluate, train
+from pbft_widgets.generation import generate_texts
 from pbft_widgets.templates import PromptTemplate, Verbalizer
-from pbft_widgets.train import train
 
 PROMPTS = ["Translate to Nahuatl: water", "Summarise: the licence grants a worldwide right to use the code",
            "Hi", "Docstring for def add(a, b): return a + b"]
@@ -42,7 +41,7 @@ CHILD = textwrap.dedent("""
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     from pbft_widgets import load_adapter, load_model
-    from pbft_widgets.evaluation import generate_texts
+    from pbft_widgets.generation import generate_texts
     spec = json.loads(sys.argv[1])
     out = {}
     for method, path in spec["adapters"].items():

@@ -14,9 +14,11 @@ import torch
 from peft import PeftModel
 from transformers import BertForSequenceClassification, BertForTokenClassification, LlamaConfig, LlamaForCausalLM
 
+from pbft_widgets import PromptTemplate, evaluate, load_model
 from pbft_widgets.adapters import FORMAT_VERSION, MANIFEST, load_adapter, save_adapter
 from pbft_widgets.errors import AdapterError
 from pbft_widgets.methods import apply_method
+from pbft_widgets.registry import METHODS, methods_for_task, spec_of
 from pbft_widgets.serve import AdapterBank
 
 PROMPTS = ["Translate to Nahuatl: water", "Summarise: the licence grants a worldwide right to use the code",
@@ -52,10 +54,11 @@ def make_adapter(base, method, path, *, seed, task="causal-lm", **options):
 
 
 def generate_alone(model, tokenizer, prompt, n=8) -> str:
+    """Plain greedy generate() of one unpadded prompt: the answer's new text, stripped."""
     enc = tokenizer([prompt], return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**enc, max_new_tokens=n, do_sample=False, pad_token_id=tokenizer.pad_token_id)
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
 
 # ----------------------------------------------------------------------------- save/load on disk
@@ -90,7 +93,7 @@ def test_loading_onto_another_base_names_the_expected_base(lm, smol_tokenizer, t
     path = tmp_path / "adapter"
     make_adapter(lm, "prompt-tuning", path, seed=1)
     other_weights = spice(copy.deepcopy(lm), seed=7)
-    with pytest.raises(AdapterError, match="trained on an unnamed model \\(llama, vocab 49152, hidden 32, "
+    with pytest.raises(AdapterError, match="trained on an unnamed model \\(llama, vocab 49152, hidden 64, "
                                            "2 layers\\), but the given model is a model with other weights"):
         load_adapter(other_weights, path)
     config = LlamaConfig(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
@@ -296,3 +299,47 @@ def test_adapter_for_another_base_or_task_is_refused(tiny_bert_config, bert_toke
         load_adapter(copy.deepcopy(token_model), tmp_path / "seq")
     with pytest.raises(AdapterError, match="for sequence-classification but this bank serves a token-classification"):
         AdapterBank(token_model, bert_tokenizer).add("seq", tmp_path / "seq")
+
+
+# ----------------------------------------------------------------------------- bank == evaluate()
+ROWS = [{"text": text, "answer": "a"} for text in PROMPTS]
+GENERATION = PromptTemplate(input_template="{text}", output_indicator="Answer:", target_field="answer")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_bank_serves_exactly_what_evaluate_scored(lm, smol_tokenizer, tmp_path, method):
+    """Same rows, same adapter: AdapterBank.generate and evaluate() return the same strings, for every method."""
+    folder = tmp_path / "base"
+    lm.save_pretrained(folder)
+    smol_tokenizer.save_pretrained(folder)
+    quantization = "4bit" if spec_of(method).needs_4bit else None
+    base = load_model(folder, quantization=quantization)
+    options = {"r": 4} if spec_of(method).mergeable else {"num_virtual_tokens": 5}
+    make_adapter(base.model, method, tmp_path / method, seed=3, tokenizer=base.tokenizer, **options)
+    scored = evaluate(load_adapter(load_model(folder, quantization=quantization).model, tmp_path / method).model,
+                      base.tokenizer, ROWS, template=GENERATION, task_kind="generation", max_new_tokens=8,
+                      batch_size=3)
+    bank = AdapterBank(load_model(folder, quantization=quantization).model, base.tokenizer, max_new_tokens=8,
+                       batch_size=3)
+    bank.add("task", tmp_path / method)
+    served = bank.generate("task", [GENERATION.render_prompt(row, base.tokenizer) for row in ROWS])
+    assert served == scored.generations
+    assert len(set(served)) > 1  # varied answers: the comparison has teeth
+
+
+@pytest.mark.parametrize("task", ["sequence-classification", "token-classification"])
+def test_the_classification_bank_predicts_exactly_what_evaluate_scored(tiny_bert_config, bert_tokenizer, tmp_path,
+                                                                       task):
+    base = bert(tiny_bert_config, task)
+    bank = AdapterBank(copy.deepcopy(base), bert_tokenizer, batch_size=2)
+    kind = "ner" if task == "token-classification" else "classification"
+    rows = [{"tokens": s.split(), "tags": ["O"] * len(s.split()), "text": s, "label": "O"} for s in SENTENCES]
+    for i, method in enumerate(methods_for_task(task)):
+        if spec_of(method).needs_4bit:
+            continue
+        options = {} if spec_of(method).mergeable else {"num_virtual_tokens": 4}
+        setup = make_adapter(base, method, tmp_path / method, seed=i, task=task, **options)
+        bank.add(method, tmp_path / method)
+        scored = evaluate(setup.model, bert_tokenizer, rows, task_kind=kind, batch_size=2,
+                          input_field="tokens" if kind == "ner" else "text")
+        assert bank.predict(method, SENTENCES) == scored.predictions, method

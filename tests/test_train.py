@@ -14,8 +14,8 @@ import torch
 from pbft_widgets import ConfigError, DataError, TrainingError
 from pbft_widgets.methods import apply_method
 from pbft_widgets.templates import PromptTemplate, Verbalizer
-from pbft_widgets.train import (CHECKPOINT_MARKER, TrainingControl, checkpoint_is_complete,
-                                latest_complete_checkpoint, train)
+from pbft_widgets.checkpoints import CHECKPOINT_MARKER, checkpoint_is_complete, latest_complete_checkpoint
+from pbft_widgets.training import TrainingControl, train
 
 REVIEWS = [("a wonderful, moving film", "pos"), ("dull and far too long", "neg"),
            ("I loved every minute", "pos"), ("a waste of an evening", "neg")] * 6
@@ -300,7 +300,7 @@ def _lora_losses(tiny_causal_lm, smol_tokenizer, output_dir, model_class=None) -
 def test_lora_trains_padding_free_with_the_losses_of_padded_batches(tiny_causal_lm, smol_tokenizer, tmp_path,
                                                                    monkeypatch):
     """Padding-free batches are a speed default only: the loss each step sees must not change."""
-    train_module = importlib.import_module("pbft_widgets.train")  # the package re-exports train(), shadowing it
+    train_module = importlib.import_module("pbft_widgets.training")
 
     collators = []
     build_trainer = train_module._sft_trainer
@@ -312,7 +312,7 @@ def test_lora_trains_padding_free_with_the_losses_of_padded_batches(tiny_causal_
 
     monkeypatch.setattr(train_module, "_sft_trainer", recording_trainer)
     packed = _lora_losses(tiny_causal_lm, smol_tokenizer, tmp_path / "packed")
-    monkeypatch.setattr(train_module, "_keeps_rows_apart", lambda model: False)
+    monkeypatch.setattr(train_module, "keeps_rows_apart", lambda model: False)
     padded = _lora_losses(tiny_causal_lm, smol_tokenizer, tmp_path / "padded")
 
     assert [collator.padding_free for collator in collators] == [True, False]
@@ -327,7 +327,7 @@ def test_models_that_ignore_position_ids_keep_padded_batches(tiny_causal_lm, smo
     """Packed rows of such a model attend to each other (its losses change), so train() must not pack them."""
     from transformers import LlamaForCausalLM, LlamaModel
 
-    train_module = importlib.import_module("pbft_widgets.train")
+    train_module = importlib.import_module("pbft_widgets.training")
 
     class PositionBlindDecoder(LlamaModel):
         def forward(self, *args, position_ids=None, **kwargs):
@@ -338,10 +338,10 @@ def test_models_that_ignore_position_ids_keep_padded_batches(tiny_causal_lm, smo
             super().__init__(config)
             self.model.__class__ = PositionBlindDecoder
 
-    assert train_module._keeps_rows_apart(tiny_causal_lm)
-    assert not train_module._keeps_rows_apart(PositionBlindLlama(tiny_causal_lm.config))
+    assert train_module.keeps_rows_apart(tiny_causal_lm)
+    assert not train_module.keeps_rows_apart(PositionBlindLlama(tiny_causal_lm.config))
 
     padded = _lora_losses(tiny_causal_lm, smol_tokenizer, tmp_path / "padded", model_class=PositionBlindLlama)
-    monkeypatch.setattr(train_module, "_keeps_rows_apart", lambda model: True)
+    monkeypatch.setattr(train_module, "keeps_rows_apart", lambda model: True)
     mixed = _lora_losses(tiny_causal_lm, smol_tokenizer, tmp_path / "mixed", model_class=PositionBlindLlama)
     assert abs(padded[0] - mixed[0]) > 1e-4  # what packing would have cost this model

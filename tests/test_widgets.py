@@ -20,10 +20,9 @@ from pbft_widgets.inspection import initial_prompt, prompt_attention, snapshot_p
 from pbft_widgets.methods import apply_method
 from pbft_widgets.serve import AdapterBank
 from pbft_widgets.templates import PromptTemplate, Verbalizer
-from pbft_widgets.train import CHECKPOINT_MARKER
+from pbft_widgets.checkpoints import CHECKPOINT_MARKER
 from pbft_widgets.widgets import (AdapterSwitcher, AttentionExplorer, NeighbourExplorer, PromptEditor,
                                   TrainingDashboard)
-from pbft_widgets.widgets.dashboard import option_value
 from pbft_widgets.widgets.neighbours import ALL
 
 REVIEWS = [("a wonderful, moving film", "pos"), ("dull and far too long", "neg"),
@@ -156,9 +155,9 @@ def test_dashboard_trains_synchronously_with_live_curves(tiny_causal_lm, smol_to
     assert board.progress.value == board.progress.max == 4 and board.progress.bar_style == "success"
     assert "step 4/4" in board.readout.value and "tokens/s" in board.readout.value
     assert "MiB" in board.readout.value or "GiB" in board.readout.value
-    assert "128 trainable" in board.report.value  # 4 virtual tokens x 32 dims
+    assert f"{4 * tiny_causal_lm.config.hidden_size:,} trainable" in board.report.value  # 4 virtual tokens
     start = initial_prompt(board.setup.model)  # snapshot taken when the method was applied
-    assert start.shape == (4, 32) and not torch.allclose(start, soft_prompt(board.setup.model))
+    assert start.shape == (4, tiny_causal_lm.config.hidden_size) and not torch.allclose(start, soft_prompt(board.setup.model))
     assert board.history == result.history and board.history[-1].kind == "end"
     assert (result.adapter_path / "pbft_adapter.json").is_file()
     assert not board.start_button.disabled and board.stop_button.disabled
@@ -213,7 +212,7 @@ def test_dashboard_shows_bad_settings_inline(tiny_causal_lm, smol_tokenizer, tmp
     assert not isinstance(tiny_causal_lm, PeftModel) and not hasattr(tiny_causal_lm, "peft_config")
     options["r"].value = 2
     options["target_modules"].value = "q_proj, v_proj"
-    assert option_value("target_modules", options["target_modules"]) == ["q_proj", "v_proj"]
+    assert board.method_options()["target_modules"] == ["q_proj", "v_proj"]
     board.start_button.click()  # 4 rows < batch size 8: train() refuses after the method was applied
     assert "lower batch_size to at most 4" in board.message.text and board.result is None
     assert board.progress.bar_style == "danger"

@@ -19,46 +19,34 @@ import plotly.graph_objects as go
 
 from ..errors import ConfigError, PbftError
 from ..inspection import snapshot_prompt
-from ..methods import P_TUNING_ENCODERS, PROMPT_INITS, PeftSetup, apply_method, describe_methods
-from ..train import TrainEvent, TrainingControl, TrainResult, train
+from ..methods import PeftSetup, apply_method
+from ..registry import MethodSpec, Option, methods_for_task, spec_of
+from ..training import TrainEvent, TrainingControl, TrainResult, train
 from ._common import MessageBox, View, format_bytes
 
-INPUT_PROMPT_METHODS = ("prompt-tuning", "p-tuning", "prompt+lora")  # a prompt in input space to compare later
-
-_CHOICES = {"init": PROMPT_INITS, "encoder": P_TUNING_ENCODERS}
 _COUNTERS = ("epoch", "num_tokens")  # reported with eval results but not metrics worth a curve
+_AUTO = "auto"  # how a default of None ("chosen automatically") is shown
 
 
-def option_control(name: str, default: Any) -> w.Widget:
-    """A control for one apply_method option, typed by its default; None defaults become free text."""
-    if name in _CHOICES:
-        return w.Dropdown(options=_CHOICES[name], value=default, description=name)
-    if isinstance(default, bool):
-        return w.Checkbox(value=default, description=name)
-    if isinstance(default, int):
-        return w.IntText(value=default, description=name)
-    if isinstance(default, float):
-        return w.FloatText(value=default, description=name)
-    return w.Text(value="", placeholder="default", description=name)
+def option_control(option: Option) -> w.Widget:
+    """A control for one apply_method option, built from its type; its tooltip is the option's help."""
+    common = {"description": option.name, "tooltip": option.help}
+    if option.kind == "choice" or (option.kind == "bool" and option.default is None):
+        values = option.choices or (True, False)
+        choices = ([(_AUTO, None)] if option.default is None else []) + [(str(v), v) for v in values]
+        return w.Dropdown(options=choices, value=option.default, **common)
+    if option.kind == "bool":
+        return w.Checkbox(value=option.default, indent=False, **common)
+    if option.kind == "int" and option.default is not None:
+        return w.IntText(value=option.default, **common)
+    if option.kind == "float" and option.default is not None:
+        return w.FloatText(value=option.default, **common)
+    return w.Text(value="", placeholder=_AUTO if option.default is None else str(option.default), **common)
 
 
-def option_value(name: str, control: w.Widget) -> Any:
-    """The option value a control holds; free text is parsed (empty means the method's default)."""
-    if not isinstance(control, w.Text):
-        return control.value
-    text = control.value.strip()
-    if not text:
-        return None
-    if name == "target_modules":
-        return [part.strip() for part in text.split(",") if part.strip()]
-    if text.lower() in ("true", "on", "false", "off"):
-        return text.lower() in ("true", "on")
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def option_value(option: Option, control: w.Widget) -> Any:
+    """The typed value a control holds (free text is read by the option's own type)."""
+    return option.from_text(control.value) if isinstance(control, w.Text) else control.value
 
 
 class TrainingDashboard(View):
@@ -84,12 +72,12 @@ class TrainingDashboard(View):
         self.error: BaseException | None = None
         self.control = TrainingControl()
         self.thread: threading.Thread | None = None
-        self._described = {d["method"]: d for d in describe_methods() if task in d["tasks"]}
-        names = list(methods or self._described)
-        unknown = [m for m in names if m not in self._described]
+        available = methods_for_task(task)
+        names = list(methods or available)
+        unknown = [m for m in names if m not in available]
         if unknown:
             raise ConfigError(f"methods {unknown} do not exist or do not support task {task!r}; choose from "
-                              f"{', '.join(self._described)}")
+                              f"{', '.join(available)}")
         self._option_controls: dict[str, dict[str, w.Widget]] = {}
 
         self.method = w.Dropdown(options=names, value=names[0], description="Method")
@@ -134,7 +122,7 @@ class TrainingDashboard(View):
         try:
             if self.learning_rate.value <= 0:
                 raise ConfigError(f"lr={self.learning_rate.value}; use a positive learning rate, e.g. "
-                                  f"{self._described[self.method.value]['training_defaults']['learning_rate']}")
+                                  f"{self.spec.training.learning_rate}")
             template = getattr(self.template_source, "template", self.template_source)  # editor or template
             setup, resume = self._setup_for_start(template)
         except PbftError as exc:
@@ -169,10 +157,15 @@ class TrainingDashboard(View):
     def running(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
+    @property
+    def spec(self) -> MethodSpec:
+        """The registry's description of the selected method."""
+        return spec_of(self.method.value)
+
     def method_options(self) -> dict[str, Any]:
-        """The options the controls hold for the selected method (None = the method's default)."""
+        """The options the controls hold for the selected method (None = chosen automatically)."""
         controls = self._option_controls[self.method.value]
-        return {name: option_value(name, control) for name, control in controls.items()}
+        return {option.name: option_value(option, controls[option.name]) for option in self.spec.options}
 
     # ------------------------------------------------------------------------- internals
     def _setup_for_start(self, template: Any) -> tuple[PeftSetup, bool]:
@@ -191,7 +184,7 @@ class TrainingDashboard(View):
         options = {k: v for k, v in self.method_options().items() if v is not None}
         self.setup = apply_method(self.model, method, tokenizer=self.tokenizer, task=self.task,
                                   template=template, **options)
-        if self.task == "causal-lm" and method in INPUT_PROMPT_METHODS:
+        if self.task == "causal-lm" and self.spec.inserts_input_tokens:
             snapshot_prompt(self.setup.model)  # so NeighbourExplorer can show drift from the start
         notes = "".join(f"<li>{html.escape(n)}</li>" for n in self.setup.report.notes)
         self.report.value = f"<div>{html.escape(str(self.setup.report))}</div><ul>{notes}</ul>"
@@ -249,13 +242,12 @@ class TrainingDashboard(View):
         self.method.disabled = running
 
     def _show_method(self, change: Any = None) -> None:
-        described = self._described[self.method.value]
-        if self.method.value not in self._option_controls:
-            self._option_controls[self.method.value] = {
-                name: option_control(name, default) for name, default in described["options"].items()}
-        self.options.children = list(self._option_controls[self.method.value].values())
-        self.learning_rate.value = described["training_defaults"]["learning_rate"]
-        self.summary.value = f"<i>{html.escape(described['summary'])}</i>"
+        spec = self.spec
+        if spec.name not in self._option_controls:
+            self._option_controls[spec.name] = {option.name: option_control(option) for option in spec.options}
+        self.options.children = list(self._option_controls[spec.name].values())
+        self.learning_rate.value = spec.training.learning_rate
+        self.summary.value = f"<i>{html.escape(spec.summary)}</i>"
 
 
 def _extend(figure: go.FigureWidget, name: str, x: float, y: float | None) -> None:

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ConfigError, PbftError
 from ..inspection import (CAVEAT, drift, initial_prompt, nearest_tokens, neighbour_figure, prefix_figure,
-                          prefix_summary, prompt_kind, soft_prompt)
+                          prefix_summary, prompt_spec, soft_prompt)
 from ._common import CheckedIntSlider, MessageBox, View, html_table, replace_figure
 
 MAX_K = 50
@@ -54,8 +54,7 @@ class NeighbourExplorer(View):
     def refresh(self) -> None:
         """Re-read the model's prompt (it may have trained since) and redraw."""
         try:
-            kind = prompt_kind(self.model)
-            if kind == "prefix-tuning":
+            if prompt_spec(self.model).prompt_in_cache:
                 self._show_prefix()
                 return
             n_virtual = soft_prompt(self.model).shape[0]

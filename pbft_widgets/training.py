@@ -8,7 +8,6 @@ could be mistaken for a complete one.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import threading
@@ -21,19 +20,14 @@ from typing import Any
 import torch
 from transformers import TrainerCallback, set_seed
 
-from . import atomic
-from .errors import ConfigError, DataError, TrainingError
+from . import checkpoints
+from .adapters import save_adapter
+from .errors import ConfigError, DataError
+from .methods import PeftSetup
+from .model_facts import architecture, keeps_rows_apart, token_limit
+from .registry import MethodSpec, spec_of
 
-RUN_MANIFEST = "pbft_run.json"
-CHECKPOINT_MARKER = "pbft_checkpoint_complete.json"
-# Every trainable tensor by name. PEFT's checkpoint holds only the prompt *output* for P-tuning and
-# only the prompt for the prompt+LoRA hybrid, so resuming from it alone would silently drift.
-TRAINABLE_STATE = "pbft_trainable.safetensors"
 SMOKE_ENV = "PBFT_SMOKE"
-# Methods that add no positions of their own, so a batch can be one unpadded sequence of its rows
-# (padding was a quarter of the tokens of a batch on the clause benchmark). Soft prompts and prefixes
-# are prepended per row, so those methods keep padded batches.
-PADDING_FREE_METHODS = ("lora", "qlora")
 _SMOKE_LIMITS = {"max_steps": 4, "train_rows": 32, "eval_rows": 8}
 
 
@@ -94,7 +88,7 @@ class TrainResult:
 
 
 def train(
-    setup: Any,
+    setup: PeftSetup,
     train_rows: Sequence[Mapping[str, Any]],
     *,
     tokenizer: Any,
@@ -131,7 +125,7 @@ def train(
     watches `metric_name` (default: the first task metric, else eval loss).
     """
     smoke = smoke_mode(smoke)
-    model, task, method, defaults = _unpack_setup(setup)
+    model, task, spec, defaults = _unpack_setup(setup)
     train_rows = list(train_rows)
     eval_rows = list(eval_rows) if eval_rows is not None else None
     if smoke:
@@ -141,7 +135,8 @@ def train(
     _check_sizes(train_rows, eval_rows, batch_size, max_steps)
     out = Path(output_dir)
     if _is_main_process():  # under accelerate/torchrun every rank runs this; one claims the directory
-        _claim_output_dir(out, method=method, task=task, model=model, resume=resume, overwrite=overwrite)
+        checkpoints.claim_output_dir(out, {"method": spec.name, "task": task, "base": architecture(model)},
+                                     resume=resume, overwrite=overwrite)
     set_seed(seed)
 
     eval_every = eval_every or max(1, max_steps // 4)
@@ -165,14 +160,15 @@ def train(
     # The Trainer's rotation deletes an old checkpoint file by file, so a kill in the middle left a
     # checkpoint whose marker lists files that are gone; ours renames it away first (_StreamCallback).
     keep_checkpoints, args["save_total_limit"] = args.get("save_total_limit"), None
-    if method == "prefix-tuning" and (args.get("activation_checkpointing") or args.get("gradient_checkpointing")):
-        raise ConfigError("prefix-tuning cannot train with gradient checkpointing (peft #869); drop "
+    if not spec.allows_gradient_checkpointing and (args.get("activation_checkpointing")
+                                                   or args.get("gradient_checkpointing")):
+        raise ConfigError(f"{spec.name} cannot train with gradient checkpointing (peft #869); drop "
                           "gradient_checkpointing/activation_checkpointing from trainer_overrides")
 
-    optimizer = _hybrid_optimizer(model, method, learning_rate, prompt_learning_rate, defaults)
-    checkpoint = latest_complete_checkpoint(out, verify=True) if resume else None
+    optimizer = _two_rate_optimizer(model, spec, learning_rate, prompt_learning_rate, defaults)
+    checkpoint = checkpoints.latest_complete_checkpoint(out, verify=True) if resume else None
     if resume and _is_main_process():
-        _remove_incomplete_checkpoints(out)
+        checkpoints.remove_incomplete_checkpoints(out)
     control = control or TrainingControl()
     stream = _StreamCallback(list(listeners), control, metric_fn, model, resume_from=checkpoint,
                              keep_checkpoints=keep_checkpoints)
@@ -190,7 +186,7 @@ def train(
 
     if task == "causal-lm":
         trainer = _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callbacks, max_length,
-                               optimizer, padding_free=method in PADDING_FREE_METHODS and _keeps_rows_apart(model))
+                               optimizer, padding_free=trains_padding_free(setup))
     else:
         trainer = _classification_trainer(model, tokenizer, task, train_rows, eval_rows, args, callbacks,
                                           max_length, optimizer)
@@ -201,22 +197,30 @@ def train(
 
     adapter_path = None
     if save_final_adapter and trainer.is_world_process_zero():
-        from .adapters import save_adapter
-
         adapter_path = save_adapter(setup, out / "adapter", overwrite=True)
     final_loss = next((e.loss for e in reversed(stream.history) if e.loss is not None), None)
     stream.emit(TrainEvent("end", trainer.state.global_step, max_steps, loss=final_loss,
                            elapsed_seconds=stream.elapsed()))
     return TrainResult(model=trainer.model, history=stream.history, output_dir=out, adapter_path=adapter_path,
-                       last_checkpoint=latest_complete_checkpoint(out),
+                       last_checkpoint=checkpoints.latest_complete_checkpoint(out),
                        stopped_by_user=control.stop_requested, final_loss=final_loss,
                        world_size=trainer.accelerator.num_processes)
 
 
-def _hybrid_optimizer(model: Any, method: str, lora_lr: float, prompt_lr: float | None,
-                      defaults: Mapping[str, Any]) -> torch.optim.Optimizer | None:
-    """The prompt+LoRA hybrid needs two learning rates: ~3e-2 for the prompt, ~5e-4 for LoRA."""
-    if method != "prompt+lora":
+def trains_padding_free(setup: PeftSetup) -> bool:
+    """Whether ``train()`` batches this setup's rows as one unpadded sequence per batch.
+
+    Only for methods that add no positions of their own (padding was a quarter of the tokens of a
+    batch on the clause benchmark) and models whose attention keeps packed rows apart; soft prompts
+    and prefixes are prepended per row, so those methods keep padded batches.
+    """
+    return spec_of(setup.method).trains_padding_free and keeps_rows_apart(setup.model)
+
+
+def _two_rate_optimizer(model: Any, spec: MethodSpec, lora_lr: float, prompt_lr: float | None,
+                        defaults: Mapping[str, Any]) -> torch.optim.Optimizer | None:
+    """A prompt with a LoRA part needs two learning rates: ~3e-2 for the prompt, ~5e-4 for LoRA."""
+    if not spec.combines_prompt_and_lora:
         if prompt_lr is not None:
             raise ConfigError("prompt_learning_rate applies to the prompt+lora hybrid only; use learning_rate.")
         return None
@@ -227,76 +231,13 @@ def _hybrid_optimizer(model: Any, method: str, lora_lr: float, prompt_lr: float 
     return torch.optim.AdamW(groups)
 
 
-def latest_complete_checkpoint(output_dir: str | os.PathLike, *, verify: bool = False) -> Path | None:
-    """The newest checkpoint whose completion marker was written and whose files match it.
-
-    Incomplete ones (a run killed while writing, or while deleting an old checkpoint) are ignored;
-    ``verify=True`` also checks every file's SHA-256, as resuming does.
-    """
-    complete = [path for path in _checkpoints_by_step(Path(output_dir)) if checkpoint_is_complete(path, verify=verify)]
-    return complete[-1] if complete else None
-
-
-def _checkpoints_by_step(out: Path) -> list[Path]:
-    """The ``checkpoint-<step>`` folders in ``out``, oldest step first."""
-    numbered = [path for path in out.glob("checkpoint-*")
-                if path.is_dir() and path.name.removeprefix("checkpoint-").isdigit()]
-    return sorted(numbered, key=lambda path: int(path.name.removeprefix("checkpoint-")))
-
-
-def checkpoint_is_complete(path: str | os.PathLike, *, verify: bool = True) -> bool:
-    """True when ``path`` has its completion marker and every file it lists (sizes; hashes if ``verify``)."""
-    path = Path(path)
-    try:
-        marker = json.loads((path / CHECKPOINT_MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    files = marker.get("files", {}) if isinstance(marker, dict) else None  # no table: an older marker
-    if not isinstance(files, dict):
-        return False
-    for name, expected in files.items():
-        file = path / name
-        if not file.is_file() or file.stat().st_size != expected["bytes"]:
-            return False
-        if verify and atomic.sha256_of(file) != expected["sha256"]:
-            return False
-    return True
-
-
-def _remove_incomplete_checkpoints(out: Path) -> None:
-    """Delete checkpoints a killed run left half-written, and old ones it was deleting when killed."""
-    for path in _checkpoints_by_step(out):
-        if not checkpoint_is_complete(path):
-            atomic.remove_tree(path)
-    atomic.remove_dead_trash(out)
-
-
-def _rotate_checkpoints(out: Path, keep: int | None, best: str | None) -> None:
-    """Delete the oldest checkpoints until ``keep`` remain, sparing the newest and the best one.
-
-    Called once the newest checkpoint is sealed; each deletion renames first, so a kill never
-    leaves a marked checkpoint with missing files.
-    """
-    if not keep or keep <= 0:
-        return
-    checkpoints = _checkpoints_by_step(out)
-    spared = {checkpoints[-1].resolve()} | ({Path(best).resolve()} if best else set())
-    surplus = len(checkpoints) - max(keep, len(spared))
-    for path in checkpoints:
-        if surplus <= 0:
-            break
-        if path.resolve() not in spared:
-            atomic.remove_tree(path)
-            surplus -= 1
-
-
 def _is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def _unpack_setup(setup: Any) -> tuple[Any, str, str, dict[str, Any]]:
-    if hasattr(setup, "model") and hasattr(setup, "method"):
-        return setup.model, setup.task, setup.method, dict(getattr(setup, "training_defaults", {}) or {})
+def _unpack_setup(setup: Any) -> tuple[Any, str, MethodSpec, dict[str, Any]]:
+    if isinstance(setup, PeftSetup):
+        return setup.model, setup.task, spec_of(setup.method), dict(setup.training_defaults or {})
     raise ConfigError("train() takes the PeftSetup returned by apply_method(model, method, ...); "
                       "wrap your model with apply_method first.")
 
@@ -334,80 +275,6 @@ def _watched_metric(task: str, metric_fn: Any, metric_name: str | None, eval_row
     return None if metric_fn else "eval_loss"
 
 
-def _base_fingerprint(model: Any) -> dict[str, Any]:
-    config = getattr(model, "config", None)
-    return {"model_type": getattr(config, "model_type", None), "vocab_size": getattr(config, "vocab_size", None),
-            "hidden_size": getattr(config, "hidden_size", None)}
-
-
-def _claim_output_dir(out: Path, *, method: str, task: str, model: Any, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix runs: an existing directory must be ours, for the same method and base model."""
-    manifest = {"method": method, "task": task, "base": _base_fingerprint(model)}
-    marker = out / RUN_MANIFEST
-    # a run killed while claiming the directory may leave only the manifest's temp file: still ours
-    if out.exists() and any(not p.name.startswith(f".{RUN_MANIFEST}.tmp-") for p in out.iterdir()):
-        if not marker.is_file():
-            raise TrainingError(f"{out} exists and was not written by pbft_widgets.train; choose a new "
-                                "output_dir (nothing there is touched).")
-        try:
-            previous = json.loads(marker.read_text())
-        except ValueError:
-            previous = None  # a damaged manifest: treated as another run's
-        if overwrite:
-            atomic.remove_tree(out)
-        elif previous != manifest:
-            raise TrainingError(f"{out} holds a run of a different method or base model ({previous}); "
-                                "use another output_dir, or overwrite=True to discard it.")
-        elif not resume and latest_complete_checkpoint(out) is not None:
-            raise TrainingError(f"{out} already holds checkpoints of this run; pass resume=True to continue "
-                                "from the last complete one, or overwrite=True to start over.")
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(marker, manifest)
-
-
-def _write_json_atomic(path: Path, payload: Mapping[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(payload, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def _token_limit(model: Any, tokenizer: Any, asked: int | None) -> int | None:
-    """Tokens a training row may have: what was asked, within the tokenizer's and the model's limits.
-
-    The model's limit is its max_position_embeddings minus virtual tokens: longer rows would index
-    past learned position embeddings (a crash) once a soft prompt is prepended.
-    """
-    from .evaluation import context_limit
-
-    tokenizer_max = getattr(tokenizer, "model_max_length", None)
-    tokenizer_max = tokenizer_max if isinstance(tokenizer_max, int) and tokenizer_max <= 1_000_000 else None
-    limits = [n for n in (asked, tokenizer_max, context_limit(model)) if isinstance(n, int) and n > 0]
-    return min(limits) if limits else None
-
-
-def _keeps_rows_apart(model: Any) -> bool:
-    """True when rows concatenated into one sequence stay apart (attention split by position_ids).
-
-    transformers builds a block-diagonal mask from position_ids for most architectures; one that does
-    not would let rows attend to each other, so it is checked on a tiny input rather than assumed.
-    """
-    device = next(model.parameters()).device
-    ids = torch.tensor([[11, 12, 13, 14, 15, 16]], device=device)
-    positions = torch.tensor([[0, 1, 2, 0, 1, 2]], device=device)
-    was_training = model.training
-    model.eval()  # LoRA dropout would make the two forwards differ
-    try:
-        with torch.no_grad():
-            # no cache, as in training (TRL passes use_cache=False): a cache turns the position_ids split off
-            packed = model(input_ids=ids, position_ids=positions, use_cache=False).logits[0, 3:].float()
-            alone = model(input_ids=ids[:, 3:], position_ids=positions[:, 3:], use_cache=False).logits[0].float()
-    except (TypeError, ValueError, RuntimeError):  # a model that takes no position_ids: keep padding
-        return False
-    finally:
-        model.train(was_training)
-    return bool((packed - alone).abs().max() <= 1e-2 * alone.abs().max().clamp_min(1e-6))
-
-
 def _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callbacks, max_length, optimizer,
                  padding_free=False):
     import datasets
@@ -416,7 +283,7 @@ def _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callba
     if template is None:
         raise ConfigError("generative training needs template=PromptTemplate(...) to turn rows into "
                           "prompt/completion pairs.")
-    limit = _token_limit(model, tokenizer, max_length or template.max_length)
+    limit = token_limit(model, tokenizer, max_length or template.max_length)
     if limit is not None and limit != template.max_length:
         template = template.with_changes(max_length=limit)  # the template cuts inputs, and says how much
     train_ds = template.to_dataset(train_rows, tokenizer)
@@ -445,10 +312,10 @@ def _classification_trainer(model, tokenizer, task, train_rows, eval_rows, args,
     from transformers import (DataCollatorForTokenClassification, DataCollatorWithPadding, Trainer,
                               TrainingArguments)
 
-    from .classification_data import encode_sequence_rows, encode_token_rows, metrics_for
+    from .data.classification import encode_sequence_rows, encode_token_rows, metrics_for
 
     label2id = {str(k): int(v) for k, v in model.config.label2id.items()}
-    max_length = _token_limit(model, tokenizer, max_length or min(tokenizer.model_max_length, 512))
+    max_length = token_limit(model, tokenizer, max_length or min(tokenizer.model_max_length, 512))
     encode = encode_token_rows if task == "token-classification" else encode_sequence_rows
     train_ds = encode(train_rows, tokenizer, label2id, max_length=max_length, split="train")
     eval_ds = encode(eval_rows, tokenizer, label2id, max_length=max_length, split="eval") if eval_rows else None
@@ -485,7 +352,7 @@ class _StreamCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if self.resume_from is not None:  # after the Trainer's own restore, which misses some weights
-            _load_trainable_state(self.model, self.resume_from / TRAINABLE_STATE)
+            checkpoints.load_trainable_state(self.model, self.resume_from)
 
     def _honour_stop(self, control) -> None:
         if self.control.stop_requested and not control.should_training_stop:
@@ -522,12 +389,8 @@ class _StreamCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if state.is_world_process_zero and path.is_dir():
-            _save_trainable_state(self.model, path / TRAINABLE_STATE)
-            files = atomic.file_table(path, (file for file in sorted(path.rglob("*"))
-                                             if file.is_file() and file.name != CHECKPOINT_MARKER))
-            _write_json_atomic(path / CHECKPOINT_MARKER, {"step": state.global_step, "time": time.time(),
-                                                          "files": files})
-            _rotate_checkpoints(path.parent, self.keep_checkpoints, state.best_model_checkpoint)
+            checkpoints.seal_checkpoint(path, self.model, state.global_step)
+            checkpoints.rotate_checkpoints(path.parent, self.keep_checkpoints, state.best_model_checkpoint)
             self.emit(TrainEvent("checkpoint", state.global_step, state.max_steps, checkpoint=str(path),
                                  elapsed_seconds=self.elapsed()))
 
@@ -538,32 +401,6 @@ class _StreamCallback(TrainerCallback):
         self._last_tokens = (seen, now)
         rate = (seen - tokens) / (now - then) if now > then and seen > tokens else None
         return rate if rate is None or math.isfinite(rate) else None
-
-
-def _save_trainable_state(model: Any, path: Path) -> None:
-    from safetensors.torch import save_file
-
-    state = {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
-
-
-def _load_trainable_state(model: Any, path: Path) -> None:
-    from safetensors.torch import load_file
-
-    if not path.is_file():
-        raise TrainingError(f"{path.parent} has no {path.name}; it was not written by this version of "
-                            "train(): resume from a newer checkpoint or start with overwrite=True.")
-    state = load_file(str(path))
-    params = dict(model.named_parameters())
-    missing = sorted(set(state) - set(params))
-    if missing:
-        raise TrainingError(f"checkpoint {path.parent} holds weights this model lacks ({missing[:3]}...); "
-                            "it belongs to another method or model: use another output_dir.")
-    with torch.no_grad():
-        for name, tensor in state.items():
-            params[name].copy_(tensor.to(params[name].device, params[name].dtype))
 
 
 def _memory_bytes() -> int:

@@ -2,7 +2,7 @@
 
 Words are labelled, sub-words are not: only the first sub-token of each word carries the word's tag
 (the rest get -100), which is the convention seqeval-scored NER expects when predictions are mapped
-back to words.
+back to words. :func:`first_subtokens` is that alignment, shared by encoding and prediction.
 """
 
 from __future__ import annotations
@@ -14,10 +14,24 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from ..errors import DataError
 
 IGNORE_INDEX = -100
 _BIO_LABEL = re.compile(r"^(O|[BI]-\S+)$")
+
+
+def first_subtokens(word_ids: Sequence[int | None]) -> dict[int, int]:
+    """Word index -> position of its first sub-token, from a fast tokenizer's ``word_ids()``.
+
+    Example:
+        >>> first_subtokens([None, 0, 0, 1, None])
+        {0: 1, 1: 3}
+    """
+    firsts: dict[int, int] = {}
+    for position, word in enumerate(word_ids):
+        if word is not None and word not in firsts:
+            firsts[word] = position
+    return firsts
 
 
 def _check_labels(values: set[str], label2id: Mapping[str, int], split: str, what: str) -> None:
@@ -41,7 +55,7 @@ def encode_token_rows(rows: Sequence[Mapping[str, Any]], tokenizer: Any, label2i
                             "give exactly one tag per token.")
     _check_labels({str(t) for row in rows for t in row["tags"]}, label2id, split, "tags")
     if all(_BIO_LABEL.match(str(label)) for label in label2id):  # an IOB2 label set: entities must start with B-
-        from .data.conll import validate_tags
+        from .conll import validate_tags
 
         try:
             validate_tags(rows, source=f"{split} rows")
@@ -54,16 +68,10 @@ def encode_token_rows(rows: Sequence[Mapping[str, Any]], tokenizer: Any, label2i
     encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=limit)
     labels = []
     for i, row in enumerate(rows):
-        previous = None
-        sentence = []
-        for word in encoded.word_ids(i):
-            first_piece = word is not None and word != previous
-            sentence.append(label2id[str(row["tags"][word])] if first_piece else IGNORE_INDEX)
-            previous = word
-        labels.append(sentence)
+        positions = {position: word for word, position in first_subtokens(encoded.word_ids(i)).items()}
+        labels.append([label2id[str(row["tags"][positions[p]])] if p in positions else IGNORE_INDEX
+                       for p in range(len(encoded["input_ids"][i]))])
     return Dataset.from_dict({**{k: list(v) for k, v in encoded.items()}, "labels": labels})
-
-
 def encode_sequence_rows(rows: Sequence[Mapping[str, Any]], tokenizer: Any, label2id: Mapping[str, int], *,
                          max_length: int | None = None, split: str = "train"):
     """{"text": ..., "label": ...} rows -> a Dataset of input_ids/attention_mask/labels."""
@@ -92,7 +100,7 @@ def _warn_cut(input_ids: Sequence[Sequence[int]], limit: int, split: str) -> Non
 
 def metrics_for(task: str, id2label: Mapping[int, str]) -> Callable[[Any], dict[str, float]]:
     """A Trainer `compute_metrics`: entity F1 for token classification, accuracy/macro-F1 otherwise."""
-    from .metrics import accuracy_and_macro_f1, entity_scores
+    from ..metrics import accuracy_and_macro_f1, entity_scores
 
     names = {int(k): str(v) for k, v in id2label.items()}
 
