@@ -45,7 +45,7 @@ browser:
 	fi
 
 test: $(STAMP) browser
-	PBFT_SMOKE=1 $(PY) -m pytest tests cookbook --nbval-lax --nbval-current-env \
+	PBFT_SMOKE=1 $(PY) -m pytest tests cookbook --durations=15 --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
 clean:

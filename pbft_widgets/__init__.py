@@ -17,7 +17,8 @@ from .models import LoadedModel, ModelInfo, list_models, load_model, load_tokeni
 from .registry import METHODS
 from .serve import AdapterBank
 from .templates import PromptTemplate
-from .training import TrainingControl, train
+from .events import TrainingControl
+from .training import train
 from .verbalizer import Verbalizer
 
 __all__ = [

@@ -34,10 +34,35 @@ ENCODER_FILE = "pbft_prompt_encoder.safetensors"
 
 
 def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write the adapter of a PeftSetup (or PeftModel) to ``path``; nothing half-written, ever.
+    """Write the adapter of a PeftSetup (or PeftModel) to `path`; nothing half-written, ever.
 
-    Everything goes into a temporary directory next to ``path`` which is then renamed into place;
-    with ``overwrite=True`` an existing adapter is swapped out only after the new one is complete.
+    The directory holds PEFT's own files (plain `PeftModel.from_pretrained` loads it) plus
+    `pbft_adapter.json`: method, task, options, training defaults, a fingerprint of the base model,
+    and the size and SHA-256 of every file. Everything is written into a temporary sibling that is
+    renamed into place, so a crash leaves either the old adapter or the new one.
+
+    Args:
+        setup_or_model (`PeftSetup` or `peft.PeftModel`):
+            What `apply_method`, `train` or `load_adapter` returned.
+        path (`str` or `os.PathLike`):
+            The adapter's directory.
+        overwrite (`bool`, defaults to `False`):
+            Replace an existing adapter (only an adapter: a folder of other files is refused).
+
+    Returns:
+        `pathlib.Path`: the adapter's directory.
+
+    Example:
+
+    ```py
+    >>> from pbft_widgets import apply_method, load_model, save_adapter
+    >>> lm = load_model()
+    >>> setup = apply_method(lm.model, "prompt-tuning", tokenizer=lm.tokenizer, num_virtual_tokens=8)
+    >>> path = save_adapter(setup, "adapters/reviews")
+    >>> sorted(p.name for p in path.iterdir())
+    ['README.md', 'adapter_config.json', 'adapter_model.safetensors', 'pbft_adapter.json']
+
+    ```
     """
     model, method, task, extra = _unpack(setup_or_model)
     target = Path(path).expanduser()
@@ -70,11 +95,39 @@ def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = F
 
 def load_adapter(base_model, path: str | os.PathLike, *, is_trainable: bool = False,
                  tokenizer=None, method: str | None = None) -> PeftSetup:
-    """Load a saved adapter onto a fresh ``base_model``; AdapterError names what is wrong and the fix.
+    """Load a saved adapter onto a fresh base model, after checking it belongs there.
 
-    Also loads plain PEFT adapter folders (e.g. trainer checkpoints), without the base-model check.
-    ``is_trainable=True`` returns a model ready to continue training, prompt methods included.
-    ``method`` (optional) is the method the caller expects; another method's adapter is refused.
+    The manifest's fingerprint must match `base_model` (an adapter on the wrong base produces fluent
+    nonsense, not an error) and every file its recorded hash (a truncated copy fails loudly, naming
+    the file). Plain PEFT folders (e.g. trainer checkpoints) load too, without the base check.
+
+    Args:
+        base_model (`transformers.PreTrainedModel`):
+            A freshly loaded base (one without an adapter), e.g. `load_model(...).model`.
+        path (`str` or `os.PathLike`):
+            A directory written by `save_adapter` or by PEFT's `save_pretrained`.
+        is_trainable (`bool`, defaults to `False`):
+            Return a model ready to continue training (prompt methods included, which PEFT refuses).
+        tokenizer (*optional*):
+            Gets the method's padding side.
+        method (`str`, *optional*):
+            The method the caller expects; another method's adapter is refused.
+
+    Returns:
+        `PeftSetup`: as from `apply_method`, with the saved options and training defaults; the model
+        is in eval mode with frozen weights unless `is_trainable`.
+
+    Example:
+
+    ```py
+    >>> from pbft_widgets import apply_method, load_adapter, load_model, save_adapter
+    >>> lm = load_model()
+    >>> path = save_adapter(apply_method(lm.model, "lora", tokenizer=lm.tokenizer), "adapters/reviews-lora")
+    >>> setup = load_adapter(load_model().model, path)  # a fresh base: apply_method changed lm.model in place
+    >>> setup.method, setup.model.training
+    ('lora', False)
+
+    ```
     """
     directory = Path(path).expanduser()
     if carries_adapter(base_model):

@@ -89,6 +89,7 @@ def _remove_if_owner_died(leftover: Path, kind: str) -> None:
 
 
 def process_alive(pid: int) -> bool:
+    """Whether a process with this id still runs (a leftover of a dead one may be cleared)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -42,6 +42,7 @@ class EvalResult:
 
     @property
     def n(self) -> int:
+        """How many examples were scored."""
         return len(self.predictions)
 
     def table(self) -> list[dict[str, Any]]:
@@ -245,17 +246,62 @@ def evaluate(
     metric_options: Mapping[str, Any] | None = None,
     name: str | None = None,
 ) -> EvalResult:
-    """Predict every row, score with METRICS_BY_TASK[task_kind], and keep the predictions.
+    """Predict every row, score it with the task's metrics, and keep every prediction.
 
-    Causal LMs generate from ``template.render_prompt(row, tokenizer)``; the text becomes a label
-    via ``template.label_for_text`` (classification), tags via ``parse(text, row)`` (ner, where
-    parse is required) or stays the answer (generation/translation; parse may post-process it,
-    e.g. keep the first line). ``parse`` may also replace the verbalizer for classification.
-    Classification heads need no template: NER reads words from ``input_field`` (default
-    'tokens'); sequence heads read the rendered prompt, or ``input_field`` (default 'text').
-    References come from ``label_field`` (default: the template's target_field, else 'tags' for
-    ner and 'label' for classification); integer ids are named through the model's id2label.
-    ``metric_options`` go to the metric (ner: scheme, strict; classification: labels).
+    Causal LMs generate greedily through `pbft_widgets.generation` (the engine `AdapterBank` serves
+    with) from `template.render_prompt(row, tokenizer)`; the text becomes a label through the
+    template's verbalizer (classification), tags through `parse` (ner) or stays the answer
+    (generation, translation). Classification heads predict with an argmax (NER aligned to words by
+    the first sub-token). Zero-shot prompts and tuned adapters are measured alike.
+
+    Args:
+        model:
+            A causal LM or a classification model, plain or with any PBFT adapter.
+        tokenizer:
+            Its tokenizer.
+        rows (iterable of mappings):
+            The examples; references come from `label_field`.
+        template (`PromptTemplate`, *optional*):
+            Required for generation; optional for sequence heads (the rendered prompt is classified).
+        task_kind (`str`):
+            `"classification"`, `"ner"`, `"generation"` or `"translation"`: picks the metrics.
+        batch_size (`int`, defaults to 8):
+            Rows per forward pass (results do not depend on it).
+        max_new_tokens (`int`, *optional*):
+            Default: enough for the longest label word (classification), else 128.
+        label_field (`str`, *optional*):
+            Column of the reference (default: the template's target_field, else `tags` for ner and `label`).
+        parse (callable, *optional*):
+            `parse(text, row)`: generated text to a prediction (required for ner by generation).
+        generation_kwargs (mapping, *optional*):
+            Passed to `generate()` over the greedy defaults.
+        input_field (`str`, *optional*):
+            Column a classification head reads (default `tokens` for ner, `text` for classification).
+        metric_options (mapping, *optional*):
+            ner: `scheme`, `strict`; classification: `labels`.
+        name (`str`, *optional*):
+            The result's name in comparison tables.
+
+    Returns:
+        `EvalResult`: `.scores` (headline metric first, plus counts such as unparsed answers),
+        `.predictions`, `.references`, `.inputs`, `.generations` (raw text), `.table()` per example,
+        `.summary()` for `compare`.
+
+    Example:
+
+    ```py
+    >>> from pbft_widgets import PromptTemplate, Verbalizer, evaluate, load_model
+    >>> lm = load_model()
+    >>> template = PromptTemplate(input_template="Review: {text}", output_indicator="Sentiment:", style="cloze",
+    ...                           verbalizer=Verbalizer({"pos": "positive", "neg": "negative"}))
+    >>> rows = [{"text": "a wonderful, moving film", "label": "pos"}, {"text": "dull and far too long", "label": "neg"}]
+    >>> result = evaluate(lm.model, lm.tokenizer, rows, template=template, task_kind="classification")
+    >>> result.n, list(result.scores)[:2]
+    (2, ['macro_f1', 'accuracy'])
+    >>> result.table()[0]["reference"]
+    'pos'
+
+    ```
     """
     started = time.perf_counter()
     if task_kind not in TASK_KINDS:

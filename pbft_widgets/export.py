@@ -119,11 +119,53 @@ def export_recipe(
     mixed_precision: str = "no",
     overwrite: bool = False,
 ) -> Path:
-    """Write a runnable recipe folder reproducing a run outside Jupyter; returns its path.
+    """Write a runnable recipe folder that reproduces a run outside Jupyter; returns its path.
 
-    `model` is what `load_model` accepts (embedded name, local folder or Hub id); `training` holds
-    `train()` keyword arguments such as max_steps, batch_size, learning_rate, seed. The folder is
-    built in a temporary sibling and renamed into place, so a crash never leaves half a recipe.
+    The folder holds `train_recipe.py` (a readable script), `template.json`, `data/*.jsonl` and an
+    `accelerate_config.yaml`; the script runs as `python train_recipe.py` and under `accelerate
+    launch` (DDP). It is built in a temporary sibling and renamed into place, so a crash never leaves
+    half a recipe.
+
+    Args:
+        target_dir (`str` or `os.PathLike`):
+            Where the recipe goes (a new folder, or an earlier recipe with `overwrite=True`).
+        model (`str`):
+            What `load_model` accepts: an embedded name, a local folder or a Hub id.
+        method (`str`):
+            The PBFT method, as for `apply_method`.
+        train_rows (sequence of mappings):
+            The training rows (written to `data/train.jsonl`).
+        task (`str`, defaults to `"causal-lm"`):
+            The model's task.
+        template (`PromptTemplate`, *optional*):
+            Required for causal LMs.
+        eval_rows (sequence of mappings, *optional*):
+            Written to `data/eval.jsonl` and evaluated during training.
+        load_options, method_options, training (mappings of plain values, *optional*):
+            Keyword arguments of `load_model`, `apply_method` and `train` (e.g. max_steps, batch_size,
+            learning_rate, seed).
+        num_processes (`int`, defaults to 2):
+            Processes the accelerate config launches (one per GPU).
+        mixed_precision (`str`, defaults to `"no"`):
+            `"no"`, `"fp16"` or `"bf16"`, written into the accelerate config.
+        overwrite (`bool`, defaults to `False`):
+            Replace an earlier recipe at `target_dir`.
+
+    Returns:
+        `pathlib.Path`: the recipe folder.
+
+    Example:
+
+    ```py
+    >>> from pbft_widgets import PromptTemplate, export_recipe
+    >>> template = PromptTemplate(input_template="Review: {text}", output_indicator="Sentiment:")
+    >>> rows = [{"text": "a wonderful, moving film", "label": "positive"}, {"text": "dull", "label": "negative"}]
+    >>> folder = export_recipe("recipes/reviews", model="smollm2-135m-instruct", method="lora", train_rows=rows,
+    ...                        template=template, training={"max_steps": 50, "batch_size": 2})
+    >>> sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    ['accelerate_config.yaml', 'data/train.jsonl', 'pbft_recipe.json', 'template.json', 'train_recipe.py']
+
+    ```
     """
     from .data.jsonl import write_jsonl
 

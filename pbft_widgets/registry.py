@@ -123,9 +123,11 @@ class MethodSpec:
         return self.has_lora and not self.learns_prompt
 
     def option(self, name: str) -> Option:
+        """The option called ``name`` (StopIteration if the method has none by that name)."""
         return next(option for option in self.options if option.name == name)
 
     def option_defaults(self) -> dict[str, Any]:
+        """Option name -> default, as apply_method fills them in."""
         return {option.name: option.default for option in self.options}
 
     def training_defaults(self) -> dict[str, Any]:

@@ -43,10 +43,38 @@ class _Task:
 
 
 class AdapterBank:
-    """Serve many adapters of one base model: ``bank.add("legal", path)``, then ``bank.generate("legal", prompts)``.
+    """Serve many task adapters of one base model held once in memory.
 
-    ``task=None`` anywhere means the base model without adapters. Decoding is greedy unless
-    generation kwargs say otherwise.
+    LoRA tasks share one PeftModel (switched with PEFT's multi-adapter API); prompt tasks get a thin
+    wrapper around the same base; the whole adapter state is set before each request, so switching
+    A -> B -> A gives A's exact answers. Generation and prediction go through the same engine as
+    `evaluate()`, so a task answers exactly what it was scored on.
+
+    Args:
+        model (`transformers.PreTrainedModel`):
+            The plain base model the adapters were trained on (checked for each adapter added).
+        tokenizer:
+            Its tokenizer.
+        max_new_tokens (`int`, defaults to 32):
+            Default answer budget of `generate` (per call: `max_new_tokens=`).
+        batch_size (`int`, defaults to 8):
+            Prompts per forward pass.
+
+    Example:
+
+    ```py
+    >>> from pbft_widgets import AdapterBank, apply_method, load_model, save_adapter
+    >>> path = save_adapter(apply_method(load_model().model, "prompt-tuning", num_virtual_tokens=8), "adapters/task-a")
+    >>> lm = load_model()
+    >>> bank = AdapterBank(lm.model, lm.tokenizer, max_new_tokens=8)
+    >>> bank.add("task-a", path)
+    >>> answers = bank.generate("task-a", ["Review: a fine film. Sentiment:", "Review: dull. Sentiment:"])
+    >>> len(answers), bank.describe()[0]["method"]
+    (2, 'prompt-tuning')
+
+    ```
+
+    `task=None` anywhere means the base model without adapters.
     """
 
     def __init__(self, model, tokenizer, *, max_new_tokens: int = 32, batch_size: int = 8) -> None:
@@ -64,6 +92,7 @@ class AdapterBank:
     # ------------------------------------------------------------------------- adapters
     @property
     def tasks(self) -> list[str]:
+        """Names of the loaded tasks, in the order they were added."""
         return list(self._tasks)
 
     def describe(self) -> list[dict[str, str]]:

@@ -8,12 +8,9 @@ could be mistaken for a complete one.
 
 from __future__ import annotations
 
-import math
 import os
-import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from transformers import TrainerCallback, set_seed
 from . import checkpoints
 from .adapters import save_adapter
 from .errors import ConfigError, DataError
+from .events import Listener, StreamCallback, TrainEvent, TrainingControl
 from .methods import PeftSetup
 from .model_facts import architecture, keeps_rows_apart, token_limit
 from .registry import MethodSpec, spec_of
@@ -37,43 +35,9 @@ def smoke_mode(smoke: bool | None = None) -> bool:
 
 
 @dataclass
-class TrainEvent:
-    """One progress report; listeners (dashboards, loggers) receive these as training runs."""
-
-    kind: str  # "log", "eval", "checkpoint" or "end"
-    step: int
-    max_steps: int
-    loss: float | None = None
-    learning_rate: float | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-    tokens_per_second: float | None = None
-    memory_bytes: int | None = None
-    elapsed_seconds: float = 0.0
-    checkpoint: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-Listener = Callable[[TrainEvent], None]
-
-
-class TrainingControl:
-    """Ask a running `train()` to stop at the end of the current step (thread-safe, e.g. a button)."""
-
-    def __init__(self) -> None:
-        self._stop = threading.Event()
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
-
-@dataclass
 class TrainResult:
+    """What a run left: the trained model, every event, where the adapter and last checkpoint are."""
+
     model: Any
     history: list[TrainEvent]
     output_dir: Path
@@ -84,6 +48,7 @@ class TrainResult:
     world_size: int = 1  # processes that trained together (DDP through accelerate/torchrun)
 
     def losses(self) -> list[tuple[int, float]]:
+        """(step, training loss) for every logged step."""
         return [(e.step, e.loss) for e in self.history if e.kind == "log" and e.loss is not None]
 
 
@@ -115,14 +80,85 @@ def train(
     save_final_adapter: bool = True,
     trainer_overrides: Mapping[str, Any] | None = None,
 ) -> TrainResult:
-    """Train the trainable part of `setup` (a PeftSetup from `apply_method`) on `train_rows`.
+    """Train the trainable part of `setup` on `train_rows`, with the defaults that make PBFT work.
 
-    Generative tasks (setup.task == "causal-lm") need a PromptTemplate: rows are rendered to
-    prompt/completion pairs and only the completion is scored. Classification tasks take rows
-    {"tokens": [...], "tags": [...]} (token classification) or {"text": ..., "label": ...}.
-    `metric_fn(model) -> {"name": value}` adds a task metric at each evaluation (for generation,
-    e.g. chrF on a dev subset); classification gets its metric automatically. Early stopping
-    watches `metric_name` (default: the first task metric, else eval loss).
+    Generative tasks run TRL's SFTTrainer with completion-only loss (the prompt is given, not
+    learned); classification runs the transformers Trainer. The method's learning rate, padding and
+    checkpointing defaults are applied, progress goes to `listeners`, `control.stop()` ends the run
+    at the current step, and every checkpoint is sealed so a killed run resumes exactly.
+
+    Args:
+        setup (`PeftSetup`):
+            From `apply_method` (or `load_adapter(..., is_trainable=True)`).
+        train_rows (sequence of mappings):
+            Generation: rows the template renders. Token classification: `{"tokens": [...], "tags": [...]}`.
+            Sequence classification: `{"text": ..., "label": ...}`.
+        tokenizer:
+            The model's tokenizer.
+        template (`PromptTemplate`, *optional*):
+            Required for generative tasks: turns rows into prompt/completion pairs.
+        eval_rows (sequence of mappings, *optional*):
+            Evaluated every `eval_every` steps (eval loss, plus the task metric for classification).
+        output_dir (`str` or `os.PathLike`, defaults to `"outputs/run"`):
+            Claimed for this run (method and base are recorded); refused if it holds something else.
+        max_steps (`int`, defaults to 200):
+            Optimizer steps. Smoke mode (`smoke=True` or `PBFT_SMOKE=1`) caps them at a few, and the rows too.
+        batch_size (`int`, defaults to 8):
+            Rows per step (per process under DDP).
+        learning_rate (`float`, *optional*):
+            Default: the method's (`setup.training_defaults["learning_rate"]`).
+        prompt_learning_rate (`float`, *optional*):
+            The soft prompt's rate for `prompt+lora` (default 3e-2; `learning_rate` is LoRA's).
+        eval_every, save_every (`int`, *optional*):
+            Default: a quarter of `max_steps`; checkpoints follow evaluations.
+        early_stopping_patience (`int`, *optional*):
+            Stop after this many evaluations without improvement of `metric_name`.
+        metric_fn (callable, *optional*):
+            `metric_fn(model) -> {"name": value}`, a task metric at each evaluation (e.g. chrF on a dev subset).
+        metric_name (`str`, *optional*):
+            What early stopping and best-checkpoint selection watch (default: the task metric, else eval loss).
+        greater_is_better (`bool`, defaults to `True`):
+            Direction of `metric_name` (the eval loss is always lower-is-better).
+        listeners (iterable of callables):
+            Each receives every `TrainEvent` (log, eval, checkpoint, end); the dashboard is one.
+        control (`TrainingControl`, *optional*):
+            `control.stop()` from another thread ends the run after the current step, checkpoint saved.
+        seed (`int`, defaults to 0):
+            Seeds data order and any random initialisation done during training.
+        smoke (`bool`, *optional*):
+            Default: `PBFT_SMOKE=1` in the environment.
+        resume (`bool`, defaults to `False`):
+            Continue from the last complete checkpoint in `output_dir`.
+        overwrite (`bool`, defaults to `False`):
+            Discard what `output_dir` holds (only a run of this package) and start over.
+        max_length (`int`, *optional*):
+            Tokens per row (default: the template's, within the model's context minus virtual tokens).
+        save_final_adapter (`bool`, defaults to `True`):
+            Save the trained adapter to `output_dir/adapter`.
+        trainer_overrides (mapping, *optional*):
+            Extra `TrainingArguments`/`SFTConfig` fields, applied last.
+
+    Returns:
+        `TrainResult`: `.model`, `.history` (every event), `.losses()`, `.final_loss`, `.adapter_path`,
+        `.last_checkpoint`, `.stopped_by_user`, `.world_size`.
+
+    Example:
+
+    ```py
+    >>> from pbft_widgets import PromptTemplate, Verbalizer, apply_method, load_model, train
+    >>> lm = load_model()
+    >>> template = PromptTemplate(input_template="Review: {text}", output_indicator="Sentiment:", style="cloze",
+    ...                           verbalizer=Verbalizer({"pos": "positive", "neg": "negative"}))
+    >>> rows = [{"text": "a wonderful, moving film", "label": "pos"}, {"text": "dull and far too long", "label": "neg"}]
+    >>> setup = apply_method(lm.model, "lora", tokenizer=lm.tokenizer)
+    >>> result = train(setup, rows * 4, tokenizer=lm.tokenizer, template=template, output_dir="runs/reviews",
+    ...                max_steps=2, batch_size=4)
+    >>> [step for step, loss in result.losses()]
+    [1, 2]
+    >>> result.adapter_path.name
+    'adapter'
+
+    ```
     """
     smoke = smoke_mode(smoke)
     model, task, spec, defaults = _unpack_setup(setup)
@@ -158,7 +194,7 @@ def train(
                     else False, load_best_model_at_end=early_stopping_patience is not None)
     args.update(trainer_overrides or {})
     # The Trainer's rotation deletes an old checkpoint file by file, so a kill in the middle left a
-    # checkpoint whose marker lists files that are gone; ours renames it away first (_StreamCallback).
+    # checkpoint whose marker lists files that are gone; ours renames it away first (StreamCallback).
     keep_checkpoints, args["save_total_limit"] = args.get("save_total_limit"), None
     if not spec.allows_gradient_checkpointing and (args.get("activation_checkpointing")
                                                    or args.get("gradient_checkpointing")):
@@ -170,7 +206,7 @@ def train(
     if resume and _is_main_process():
         checkpoints.remove_incomplete_checkpoints(out)
     control = control or TrainingControl()
-    stream = _StreamCallback(list(listeners), control, metric_fn, model, resume_from=checkpoint,
+    stream = StreamCallback(list(listeners), control, metric_fn, model, resume_from=checkpoint,
                              keep_checkpoints=keep_checkpoints)
     callbacks: list[TrainerCallback] = [stream]
     if early_stopping_patience is not None:
@@ -325,88 +361,3 @@ def _classification_trainer(model, tokenizer, task, train_rows, eval_rows, args,
                    train_dataset=train_ds, eval_dataset=eval_ds, data_collator=collator,
                    compute_metrics=metrics_for(task, model.config.id2label), callbacks=callbacks,
                    optimizers=(optimizer, None))
-
-
-class _StreamCallback(TrainerCallback):
-    """Turns trainer hooks into TrainEvents, honours stop requests, and seals finished checkpoints."""
-
-    def __init__(self, listeners: list[Listener], control: TrainingControl, metric_fn: Any, model: Any,
-                 resume_from: Path | None = None, keep_checkpoints: int | None = None) -> None:
-        self.resume_from = resume_from
-        self.keep_checkpoints = keep_checkpoints
-        self.listeners = listeners
-        self.control = control
-        self.metric_fn = metric_fn
-        self.model = model
-        self.history: list[TrainEvent] = []
-        self._start = time.perf_counter()
-        self._last_tokens = (0, self._start)
-
-    def elapsed(self) -> float:
-        return time.perf_counter() - self._start
-
-    def emit(self, event: TrainEvent) -> None:
-        self.history.append(event)
-        for listener in self.listeners:
-            listener(event)
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        if self.resume_from is not None:  # after the Trainer's own restore, which misses some weights
-            checkpoints.load_trainable_state(self.model, self.resume_from)
-
-    def _honour_stop(self, control) -> None:
-        if self.control.stop_requested and not control.should_training_stop:
-            control.should_training_stop = True
-            control.should_save = True  # keep the last good state as a complete checkpoint
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self._honour_stop(control)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
-        if "loss" in logs:
-            self.emit(TrainEvent("log", state.global_step, state.max_steps, loss=float(logs["loss"]),
-                                 learning_rate=logs.get("learning_rate"),
-                                 tokens_per_second=self._tokens_per_second(logs, state),
-                                 memory_bytes=_memory_bytes(), elapsed_seconds=self.elapsed()))
-        self._honour_stop(control)  # a listener may have asked to stop; save before the step ends
-
-    def on_evaluate(self, args, state, control, metrics=None, **kwargs):
-        if metrics is None:
-            return
-        if self.metric_fn is not None:
-            was_training = self.model.training
-            self.model.eval()
-            with torch.no_grad():
-                extra = self.metric_fn(self.model)
-            self.model.train(was_training)
-            metrics.update({f"eval_{k}": float(v) for k, v in extra.items()})  # seen by early stopping
-        values = {k.removeprefix("eval_"): float(v) for k, v in metrics.items()
-                  if isinstance(v, (int, float)) and not k.endswith(("runtime", "per_second", "_steps"))}
-        self.emit(TrainEvent("eval", state.global_step, state.max_steps, loss=values.get("loss"),
-                             metrics=values, elapsed_seconds=self.elapsed()))
-
-    def on_save(self, args, state, control, **kwargs):
-        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if state.is_world_process_zero and path.is_dir():
-            checkpoints.seal_checkpoint(path, self.model, state.global_step)
-            checkpoints.rotate_checkpoints(path.parent, self.keep_checkpoints, state.best_model_checkpoint)
-            self.emit(TrainEvent("checkpoint", state.global_step, state.max_steps, checkpoint=str(path),
-                                 elapsed_seconds=self.elapsed()))
-
-    def _tokens_per_second(self, logs: Mapping[str, Any], state: Any) -> float | None:
-        seen = logs.get("num_tokens", getattr(state, "num_input_tokens_seen", 0)) or 0
-        now = time.perf_counter()
-        tokens, then = self._last_tokens
-        self._last_tokens = (seen, now)
-        rate = (seen - tokens) / (now - then) if now > then and seen > tokens else None
-        return rate if rate is None or math.isfinite(rate) else None
-
-
-def _memory_bytes() -> int:
-    """GPU memory in use on CUDA, else the process's resident memory."""
-    if torch.cuda.is_available():
-        return int(torch.cuda.max_memory_allocated())
-    import psutil
-
-    return int(psutil.Process().memory_info().rss)

@@ -97,6 +97,7 @@ class Verbalizer:
         return None if best is None else best[2]
 
     def to_dict(self) -> dict:
+        """Label words and settings as plain values (templates save these to JSON/YAML)."""
         words = {label: list(words) for label, words in self._words.items()}
         return {"label_words": words, "allow_multi_token": self.allow_multi_token}
 

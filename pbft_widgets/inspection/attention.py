@@ -41,6 +41,7 @@ class AttentionReport:
 
     @property
     def input_share(self) -> torch.Tensor:
+        """Share of attention on the input tokens, per layer and head (1 - share)."""
         return 1.0 - self.share
 
     @property

@@ -61,6 +61,7 @@ def shown(token: str) -> str:
 
 
 def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
+    """Each token id decoded on its own (its text as a vocabulary entry)."""
     return tokenizer.batch_decode([[int(i)] for i in ids])
 
 

@@ -42,12 +42,15 @@ class MessageBox:
         self.text: str | None = None
 
     def error(self, message: str | BaseException) -> None:
+        """Show ``message`` as an error (red), replacing any message shown."""
         self._show(str(message), ERROR_STYLE)
 
     def note(self, message: str) -> None:
+        """Show ``message`` as a note (amber), replacing any message shown."""
         self._show(message, NOTE_STYLE)
 
     def clear(self) -> None:
+        """Remove the message."""
         self.text = None
         self.html.value = ""
 
@@ -106,6 +109,7 @@ def _cell(value: Any) -> str:
 
 
 def format_bytes(n: int | None) -> str:
+    """Bytes as a short human reading ('12.3 MiB'); '–' for unknown."""
     if n is None:
         return "–"
     value, units = float(n), ["B", "KiB", "MiB", "GiB", "TiB"]

@@ -21,7 +21,8 @@ from ..errors import ConfigError, PbftError
 from ..inspection import snapshot_prompt
 from ..methods import PeftSetup, apply_method
 from ..registry import MethodSpec, Option, methods_for_task, spec_of
-from ..training import TrainEvent, TrainingControl, TrainResult, train
+from ..events import TrainEvent, TrainingControl
+from ..training import TrainResult, train
 from ._common import MessageBox, View, format_bytes
 
 _COUNTERS = ("epoch", "num_tokens")  # reported with eval results but not metrics worth a curve
@@ -155,6 +156,7 @@ class TrainingDashboard(View):
 
     @property
     def running(self) -> bool:
+        """Whether a background run is in progress."""
         return self.thread is not None and self.thread.is_alive()
 
     @property

@@ -39,6 +39,7 @@ def parse_verbalizer(text: str, *, allow_multi_token: bool = False) -> Verbalize
 
 
 def format_verbalizer(verbalizer: Verbalizer | None) -> str:
+    """A verbalizer as the editor's text form, one 'label: word, synonym' line per label."""
     if verbalizer is None:
         return ""
     return "\n".join(f"{label}: {', '.join(ws)}" for label, ws in verbalizer.to_dict()["label_words"].items())
@@ -63,6 +64,7 @@ def parse_demonstrations(text: str) -> list[dict]:
 
 
 def parse_k_shot(text: str) -> int | None:
+    """The k-shot field's number (empty: all demonstrations); TemplateError for anything else."""
     text = text.strip()
     if not text:
         return None
