@@ -19,7 +19,7 @@ from peft import (LoraConfig, PeftType, PrefixTuningConfig, PromptEncoderConfig,
 
 from . import hybrid
 from .errors import ConfigError
-from .model_facts import linear_module_names
+from .model_facts import device_of, linear_module_names
 from .registry import TASK_TYPES, MethodSpec
 
 
@@ -186,7 +186,7 @@ def _apply_lora(model, build: Build):
     opts, notes = build.opts, build.notes
     config = _lora_config(model, build.task, opts)
     if build.spec.needs_4bit:
-        on_cuda = next(model.parameters()).device.type == "cuda"
+        on_cuda = device_of(model).type == "cuda"
         checkpointing = on_cuda if opts["gradient_checkpointing"] is None else bool(opts["gradient_checkpointing"])
         # Checkpointing trades ~30% more compute for activation memory. On CPU, RAM is rarely the limit
         # and compute always is, so it stays off there; on a GPU the memory is what QLoRA is for.

@@ -17,8 +17,8 @@ from peft import (PeftModel, get_peft_model_state_dict)
 from . import hybrid
 from .errors import ConfigError
 from .builders import Build, builder_for
-from .model_facts import (carries_adapter, checkpointing_on, ensure_pad_token, infer_task, method_of,
-                          quantization_of, text_config)
+from .model_facts import (carries_adapter, checkpointing_on, context_limit, ensure_pad_token, infer_task, method_of,
+                          quantization_of)
 from .registry import SPECS, TASK_TYPES, MethodSpec, methods_for_task, spec_of
 
 MAX_VIRTUAL_TOKENS = 512
@@ -244,7 +244,7 @@ def _check_checkpointing(model, spec: MethodSpec, opts: dict[str, Any], notes: l
 
 
 def _check_virtual_tokens(model, n: Any) -> None:
-    max_positions = getattr(text_config(model), "max_position_embeddings", None) or 2 * MAX_VIRTUAL_TOKENS
+    max_positions = context_limit(model) or 2 * MAX_VIRTUAL_TOKENS  # the bare model's: no adapter yet
     limit = min(MAX_VIRTUAL_TOKENS, max_positions // 2)
     if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
         raise ConfigError(f"num_virtual_tokens={n!r}; use a positive integer, typically 8-100 (default 20)")

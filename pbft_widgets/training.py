@@ -351,7 +351,7 @@ def _classification_trainer(model, tokenizer, task, train_rows, eval_rows, args,
     from .data.classification import encode_sequence_rows, encode_token_rows, metrics_for
 
     label2id = {str(k): int(v) for k, v in model.config.label2id.items()}
-    max_length = token_limit(model, tokenizer, max_length or min(tokenizer.model_max_length, 512))
+    max_length = token_limit(model, tokenizer, max_length or 512)  # within the tokenizer's and model's limits
     encode = encode_token_rows if task == "token-classification" else encode_sequence_rows
     train_ds = encode(train_rows, tokenizer, label2id, max_length=max_length, split="train")
     eval_ds = encode(eval_rows, tokenizer, label2id, max_length=max_length, split="eval") if eval_rows else None
