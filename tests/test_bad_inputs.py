@@ -16,6 +16,8 @@ def test_bad_input_raises_its_error_naming_the_fix(case):
     assert type(result.error) is case.error, f"{case.what}: {type(result.error).__name__}: {result.error}"
     assert isinstance(result.error, PbftError)
     assert case.fix in str(result.error), f"the message does not name the fix {case.fix!r}: {result.error}"
+    for phrase in case.says:
+        assert phrase in str(result.error), f"the message does not say {phrase!r}: {result.error}"
     if case.max_seconds is not None:
         assert result.seconds < case.max_seconds, f"took {result.seconds:.1f} s (limit {case.max_seconds} s)"
 
