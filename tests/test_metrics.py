@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import sacrebleu
 
-from pbft_widgets.errors import ConfigError, DataError
 from pbft_widgets.metrics import (
     METRICS_BY_TASK,
     _lcs_length,
@@ -54,41 +53,9 @@ def test_no_entities_anywhere_scores_zero_without_crashing():
     }
 
 
-def test_iobes_scheme_is_scored_and_validated():
+def test_iobes_scheme_is_scored():
     tags = [["S-PER", "O", "B-LOC", "E-LOC"]]
     assert entity_scores(tags, tags, scheme="IOBES")["f1"] == 1.0
-    with pytest.raises(DataError, match=r"true_tags\[0\]\[0\]: 'B-LOC' follows the sentence start.*IOBES"):
-        entity_scores([["B-LOC", "O"]], [["O", "O"]], scheme="IOBES")
-
-
-def test_invalid_reference_tags_name_position_and_fix():
-    with pytest.raises(DataError) as error:
-        entity_scores([["O", "O"], ["O", "I-Disease"]], [["O", "O"], ["O", "O"]])
-    message = str(error.value)
-    assert "true_tags[1][1]: 'I-Disease' follows 'O'" in message
-    assert "to_iob2" in message and "strict=False" in message
-
-
-@pytest.mark.parametrize(
-    ("true", "pred", "pattern"),
-    [
-        ([["O"], ["O"]], [["O"]], "1 predictions but 2 references"),
-        ([], [], "no examples"),
-        ([["O", "B-X"]], [["O"]], "sentence 0: 2 true tags but 1 predicted.*one tag per word"),
-        ([["X-PER"]], [["O"]], r"true_tags\[0\]\[0\] = 'X-PER' has unknown prefix 'X'"),
-        ([["O"]], [["PER"]], r"pred_tags\[0\]\[0\] = 'PER' has no '<prefix>-<type>' form.*'B-PER'"),
-        ([[3]], [["O"]], "not a string tag.*id2label"),
-        (["B-PER O"], [["O"]], "one list of tags per sentence"),
-    ],
-)
-def test_entity_scores_refuse_bad_input(true, pred, pattern):
-    with pytest.raises(DataError, match=pattern):
-        entity_scores(true, pred)
-
-
-def test_unknown_scheme_is_a_config_error():
-    with pytest.raises(ConfigError, match="unknown tagging scheme 'BIO'"):
-        entity_scores([["O"]], [["O"]], scheme="BIO")
 
 
 def test_to_iob2_starts_every_entity_with_b():
@@ -122,23 +89,12 @@ def test_explicit_labels_keep_order_and_count_out_of_set_predictions_wrong():
     scores = accuracy_and_macro_f1(["x", "y"], ["x", "z"], labels=["y", "x"])
     assert list(scores["per_label_f1"]) == ["y", "x"]
     assert scores["accuracy"] == 0.5 and scores["unparsed"] == 0
-    with pytest.raises(DataError, match=r"reference label\(s\) \['q'\] are not in labels"):
-        accuracy_and_macro_f1(["q"], ["x"], labels=["x"])
 
 
 def test_integer_labels_work():
     scores = accuracy_and_macro_f1([0, 1, 1], [0, 1, 0])
     assert scores["accuracy"] == pytest.approx(2 / 3)
     assert scores["per_label_f1"] == pytest.approx({0: 2 / 3, 1: 2 / 3})
-
-
-def test_classification_refuses_bad_input():
-    with pytest.raises(DataError, match="2 predictions but 1 references"):
-        accuracy_and_macro_f1(["a"], ["a", "b"])
-    with pytest.raises(DataError, match="no examples"):
-        accuracy_and_macro_f1([], [])
-    with pytest.raises(DataError, match=r"true\[1\] is None"):
-        accuracy_and_macro_f1(["a", None], ["a", "a"])
 
 
 def test_confusion_matrix_rows_are_references():
@@ -170,8 +126,6 @@ def test_multiple_references_per_hypothesis():
     refs = [[r, "something else entirely"] for r in REFS]
     streams = [REFS, ["something else entirely"] * 3]
     assert bleu(HYPS, refs) == pytest.approx(sacrebleu.corpus_bleu(HYPS, streams).score)
-    with pytest.raises(DataError, match="same number of reference strings"):
-        bleu(HYPS, [["a"], ["b", "c"], ["d"]])
 
 
 def test_lcs_length_by_hand():
@@ -201,16 +155,6 @@ def test_exact_match_normalises_by_default():
     assert exact_match(["The end.", "no"], ["the  end", "yes"], normalise=False) == 0.0
 
 
-@pytest.mark.parametrize("metric", [bleu, chrf, rouge_l, exact_match])
-def test_generation_metrics_refuse_bad_input(metric):
-    with pytest.raises(DataError, match="no examples"):
-        metric([], [])
-    with pytest.raises(DataError, match="1 predictions but 2 references"):
-        metric(["a"], ["a", "b"])
-    with pytest.raises(DataError, match=r"hyps\[0\] is NoneType.*use '' for an empty generation"):
-        metric([None], ["a"])
-
-
 # ------------------------------------------------------------------------------- per task kind
 
 
@@ -227,10 +171,6 @@ def test_compute_metrics_gives_each_task_its_metrics_headline_first():
     assert compute_metrics("translation", REFS, HYPS)["chrf"] == pytest.approx(chrf(HYPS, REFS))
 
 
-def test_compute_metrics_passes_options_and_refuses_unknown_ones():
+def test_compute_metrics_passes_options_to_the_metric():
     lenient = compute_metrics("ner", [["O", "B-X"]], [["O", "I-X"]], strict=False)
     assert lenient["f1"] == 1.0
-    with pytest.raises(ConfigError, match=r"\['labels'\] do not apply to 'ner'"):
-        compute_metrics("ner", TRUE, PRED, labels=["a"])
-    with pytest.raises(ConfigError, match="unknown task kind 'qa'"):
-        compute_metrics("qa", ["a"], ["a"])

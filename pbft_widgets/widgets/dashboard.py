@@ -1,6 +1,6 @@
 """TrainingDashboard: pick a method, start/stop a run, and watch loss, metrics and throughput live.
 
-The dashboard is a listener on :func:`pbft_widgets.train.train`; applying the method and training
+The dashboard is a listener on :func:`pbft_widgets.training.train`; applying the method and training
 are the core's. Applying a PEFT method changes the base model in place (layers are injected or it
 is wrapped), so one dashboard trains one run per base model: after a finished run, Start refuses
 with a message instead of stacking a second adapter on the first. A stopped run can be continued
