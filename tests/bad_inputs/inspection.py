@@ -2,6 +2,135 @@
 
 from __future__ import annotations
 
-from .bench import Case
+from pbft_widgets import errors as E
 
-CASES: list[Case] = []
+from .bench import Bench, Case, small_options
+
+TEXT = "The patient reported severe headaches after the second dose."
+
+
+def _peft(bench: Bench, method: str, **options):
+    from pbft_widgets import apply_method
+
+    return apply_method(bench.lm(), method, tokenizer=bench.tokenizer, **(options or small_options(method))).model
+
+
+def _call(method: str | None, helper: str, *args_of, **options):
+    """inspection.<helper>(model, *args) on a fresh tiny model with ``method`` (None: the plain base)."""
+    def run(bench: Bench):
+        from pbft_widgets import inspection
+
+        model = bench.lm() if method is None else _peft(bench, method)
+        args = [arg(bench) if callable(arg) else arg for arg in args_of]
+        return getattr(inspection, helper)(model, *args, **options)
+    return run
+
+
+def _tokenizer(bench: Bench):
+    return bench.tokenizer
+
+
+def _drift_of_other_lengths(bench: Bench):
+    from pbft_widgets import inspection
+
+    model = _peft(bench, "prompt-tuning")
+    before = inspection.snapshot_prompt(model)
+    return inspection.drift(before[:2], inspection.soft_prompt(model), model=model, tokenizer=bench.tokenizer)
+
+
+def _head_out_of_range(bench: Bench):
+    from pbft_widgets import inspection
+
+    report = inspection.prompt_attention(_peft(bench, "prompt-tuning"), bench.tokenizer, TEXT)
+    return inspection.token_attention_figure(report, 0, report.share.shape[1])
+
+
+def _checkpoints(prepare):
+    """neighbours_at_checkpoints on a prompt-tuned model, with the folders ``prepare`` makes."""
+    def run(bench: Bench):
+        from pbft_widgets import inspection
+
+        return inspection.neighbours_at_checkpoints(_peft(bench, "prompt-tuning"), bench.tokenizer, prepare(bench))
+    return run
+
+
+def _folder(bench: Bench, name: str):
+    path = bench.path(name)
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def _cut_short_checkpoint(bench: Bench):
+    folder = _folder(bench, "cut-short") / "checkpoint-2"
+    folder.mkdir(exist_ok=True)
+    (folder / "adapter_config.json").write_text('{"peft_type": "PROMPT_TUNING"}')
+    (folder / "adapter_model.safetensors").write_bytes(b"cut short")  # an interrupted copy
+    return [folder]
+
+
+def _two_runs(bench: Bench):
+    from pbft_widgets import save_adapter
+
+    def run_of(n: int):
+        path = bench.path(f"run-{n}")
+        if not path.exists():
+            save_adapter(_setup(bench, num_virtual_tokens=n), path)
+        return path
+    return [run_of(2), run_of(3)]
+
+
+def _setup(bench: Bench, **options):
+    from pbft_widgets import apply_method
+
+    return apply_method(bench.lm(), "prompt-tuning", tokenizer=bench.tokenizer, **options)
+
+
+def _prefix_checkpoints(bench: Bench):
+    from pbft_widgets import apply_method, inspection, save_adapter
+
+    setup = apply_method(bench.lm(), "prefix-tuning", num_virtual_tokens=3)
+    run = _folder(bench, "prefix-run")
+    save_adapter(setup, run / "checkpoint-1")
+    return inspection.neighbours_at_checkpoints(setup.model, bench.tokenizer, run)
+
+
+CASES: list[Case] = [
+    Case("initial-prompt-without-snapshot", "inspection", "initial_prompt() before snapshot_prompt()",
+         E.ConfigError, "call snapshot_prompt(model) before training", _call("prompt-tuning", "initial_prompt")),
+    Case("drift-of-different-prompts", "inspection", "drift() between prompts of 2 and 4 virtual tokens",
+         E.ConfigError, "take both from the same model", _drift_of_other_lengths,
+         says=("differ in shape",)),
+    Case("attention-head-out-of-range", "inspection", "token_attention_figure() for a head the model lacks",
+         E.ConfigError, "heads 0..3", _head_out_of_range, says=("head=4",)),
+    Case("checkpoints-of-a-prefix", "inspection", "neighbours_at_checkpoints() on a prefix-tuning run",
+         E.ConfigError, "use prefix_summary", _prefix_checkpoints,
+         says=("holds a PREFIX_TUNING adapter",)),
+    Case("checkpoints-folder-empty", "inspection", "a run folder with no checkpoint-<step> folders",
+         E.AdapterError, "pass the training output directory", _checkpoints(lambda bench: _folder(bench, "empty-run")),
+         says=("no checkpoint-*",)),
+    Case("checkpoint-without-weights", "inspection", "a listed checkpoint folder without adapter weights",
+         E.AdapterError, "pass checkpoint directories written by training",
+         _checkpoints(lambda bench: [_folder(bench, "empty-run")]), says=("has no adapter_model.safetensors",)),
+    Case("checkpoint-cut-short", "inspection", "a checkpoint whose weights file was cut short",
+         E.AdapterError, "pick a finished one", _checkpoints(_cut_short_checkpoint),
+         says=("may be incomplete",)),
+    Case("checkpoints-of-two-runs", "inspection", "checkpoints of two runs with different prompt lengths",
+         E.AdapterError, "trace the checkpoints of one run at a time", _checkpoints(_two_runs),
+         says=("([2, 3] virtual tokens)",)),
+    Case("soft-prompt-of-a-base-model", "inspection", "soft_prompt() on a model without a PEFT method",
+         E.ConfigError, "wrap it with apply_method(model, 'prompt-tuning', ...)", _call(None, "soft_prompt"),
+         says=("carries no PEFT adapter",)),
+    Case("nearest-tokens-of-lora", "inspection", "nearest_tokens() on a LoRA model (no soft prompt)",
+         E.ConfigError, "pbft_widgets.compare(...)", _call("lora", "nearest_tokens", _tokenizer)),
+    Case("prompt-attention-of-lora", "inspection", "prompt_attention() on a LoRA model",
+         E.ConfigError, "pbft_widgets.compare(...)", _call("lora", "prompt_attention", _tokenizer, TEXT)),
+    Case("prefix-summary-of-lora", "inspection", "prefix_summary() on a LoRA model",
+         E.ConfigError, "pbft_widgets.compare(...)", _call("lora", "prefix_summary")),
+    Case("nearest-tokens-of-a-prefix", "inspection", "nearest_tokens() on a prefix-tuning model",
+         E.ConfigError, "use prefix_summary(model)", _call("prefix-tuning", "nearest_tokens", _tokenizer)),
+    Case("prefix-summary-of-a-prompt", "inspection", "prefix_summary() on a prompt-tuning model",
+         E.ConfigError, "use nearest_tokens(model, tokenizer)", _call("prompt-tuning", "prefix_summary")),
+    Case("nearest-tokens-k-zero", "inspection", "nearest_tokens(k=0)",
+         E.ConfigError, "use an integer between 1 and the vocabulary size",
+         _call("prompt-tuning", "nearest_tokens", _tokenizer, k=0), says=("k=0",)),
+]
