@@ -80,22 +80,159 @@ def _bank_unknown_task(bench: Bench):
     return bank.generate("medical", "Summarise: ...")
 
 
+def _other_architecture(bench: Bench):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from pbft_widgets import load_adapter
+
+    config = LlamaConfig(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                         num_attention_heads=4, num_key_value_heads=2)
+    return load_adapter(LlamaForCausalLM(config), bench.adapter("prompt-tuning"))
+
+
+def _future_format(bench: Bench):
+    from pbft_widgets import load_adapter
+
+    path = bench.fresh_copy(bench.adapter("lora"), "adapter-future")
+    manifest = json.loads((path / "pbft_adapter.json").read_text())
+    (path / "pbft_adapter.json").write_text(json.dumps({**manifest, "format_version": manifest["format_version"] + 1}))
+    return load_adapter(bench.lm(), path)
+
+
+def _plain_peft_folder(bench: Bench):
+    """An adapter saved by peft's save_pretrained (e.g. a trainer checkpoint): no manifest."""
+    from pbft_widgets import apply_method
+
+    path = bench.path("plain-peft")
+    if not path.exists():
+        apply_method(bench.lm(), "p-tuning", num_virtual_tokens=4).model.save_pretrained(str(path))
+    return path
+
+
+def _plain_peft_truncated(bench: Bench):
+    from pbft_widgets import load_adapter
+
+    path = bench.fresh_copy(_plain_peft_folder(bench), "plain-peft-truncated")
+    weights = path / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:20])
+    return load_adapter(bench.lm(), path)
+
+
+def _bank_call(call, *, adapters=(("legal", "lora"), ("nahuatl", "prompt-tuning"))):
+    """``call(bank, bench)`` on a causal-LM bank holding ``adapters`` (task, method)."""
+    def run(bench: Bench):
+        from pbft_widgets import AdapterBank
+
+        bank = AdapterBank(bench.lm(), bench.tokenizer)
+        for task, method in adapters:
+            bank.add(task, bench.adapter(method))
+        return call(bank, bench)
+    return run
+
+
+def _add_adapter_of_other_weights(bank, bench: Bench):
+    from pbft_widgets import apply_method, save_adapter
+
+    path = bench.path("adapter-of-other-weights")
+    save_adapter(apply_method(bench.other_lm(), "lora"), path)
+    return bank.add("stranger", path)
+
+
+def _empty_folder(bench: Bench):
+    from pbft_widgets import load_adapter
+
+    path = bench.path("empty-folder")
+    path.mkdir(exist_ok=True)
+    return load_adapter(bench.lm(), path)
+
+
+def _bank_of_a_peft_model(bench: Bench):
+    from pbft_widgets import AdapterBank, apply_method
+
+    return AdapterBank(apply_method(bench.lm(), "lora").model, None)
+
+
+LABELS = ["O", "B-DIS", "I-DIS"]
+
+
+def _sequence_adapter(bench: Bench):
+    """A LoRA adapter for a tiny BERT sequence classifier."""
+    from pbft_widgets import apply_method, save_adapter
+
+    path = bench.path("bert-sequence-adapter")
+    if not path.exists():
+        model = bench.bert("sequence-classification", LABELS)
+        save_adapter(apply_method(model, "lora", task="sequence-classification"), path)
+    return path
+
+
+def _token_model_of_the_same_encoder(bench: Bench):
+    """A token classifier whose encoder is the sequence classifier's: only the head differs."""
+    model = bench.bert("token-classification", LABELS)
+    encoder = bench.bert("sequence-classification", LABELS).bert.state_dict()
+    model.bert.load_state_dict(encoder, strict=False)  # the token model has no pooler
+    return model
+
+
+def _sequence_adapter_on_token_model(bench: Bench):
+    from pbft_widgets import load_adapter
+
+    return load_adapter(_token_model_of_the_same_encoder(bench), _sequence_adapter(bench))
+
+
+def _sequence_adapter_in_token_bank(bench: Bench):
+    from pbft_widgets import AdapterBank
+
+    bank = AdapterBank(_token_model_of_the_same_encoder(bench), bench.bert_tokenizer)
+    return bank.add("seq", _sequence_adapter(bench))
+
+
+def _bert_adapter_in_llama_bank(bench: Bench):
+    from pbft_widgets import AdapterBank
+
+    return AdapterBank(bench.lm(), None).add("seq", _sequence_adapter(bench))
+
+
+def _generate_on_classifier_bank(bench: Bench):
+    from pbft_widgets import AdapterBank
+
+    bank = AdapterBank(bench.bert("sequence-classification", LABELS), bench.bert_tokenizer)
+    bank.add("seq", _sequence_adapter(bench))
+    return bank.generate("seq", "text")
+
+
 CASES: list[Case] = [
     Case("adapter-other-base", "adapter", "an adapter loaded onto another base model",
          E.AdapterError, "pass it to load_adapter",
-         lambda bench: _load_adapter(bench.other_lm(), bench.adapter("lora"))),
+         lambda bench: _load_adapter(bench.other_lm(), bench.adapter("lora")),
+         says=("trained on an unnamed model (llama, vocab 49152, hidden 64, 2 layers), "
+               "but the given model is a model with other weights",)),
+    Case("adapter-other-architecture", "adapter", "an adapter loaded onto a model of another size",
+         E.AdapterError, "pass it to load_adapter", _other_architecture,
+         says=("given model is an unnamed model (llama, vocab 1000, hidden 32, 3 layers",)),
     Case("adapter-other-method", "adapter", "a prompt-tuning adapter loaded with method='lora'",
          E.AdapterError, "point to a lora adapter",
          lambda bench: _load_adapter(bench.lm(), bench.adapter("prompt-tuning"), method="lora")),
     Case("adapter-truncated", "adapter", "an adapter file cut short by an interrupted copy",
-         E.AdapterError, "re-save the adapter with save_adapter(..., overwrite=True)", _truncated_adapter),
+         E.AdapterError, "re-save the adapter with save_adapter(..., overwrite=True)", _truncated_adapter,
+         says=("adapter-truncated/adapter_model.safetensors is truncated", "last good checkpoint")),
     Case("adapter-corrupted", "adapter", "an adapter file with one flipped byte",
-         E.AdapterError, "load the last good checkpoint", _bit_flipped_adapter),
+         E.AdapterError, "load the last good checkpoint", _bit_flipped_adapter, says=("corrupted",)),
     Case("adapter-manifest-corrupted", "adapter", "a half-written adapter manifest",
          E.AdapterError, "re-save the adapter", _corrupted_manifest),
     Case("adapter-missing", "adapter", "load_adapter on a path that does not exist",
          E.AdapterError, "save one there with save_adapter(setup, path)",
-         lambda bench: _load_adapter(bench.lm(), bench.path("no-adapter"))),
+         lambda bench: _load_adapter(bench.lm(), bench.path("no-adapter")), says=("no adapter at",)),
+    Case("adapter-folder-empty", "adapter", "load_adapter on an empty folder",
+         E.AdapterError, "point to a directory written by save_adapter()", _empty_folder,
+         says=("is not an adapter",)),
+    Case("adapter-newer-format", "adapter", "an adapter saved by a newer pbft-widgets",
+         E.AdapterError, "upgrade pbft-widgets", _future_format),
+    Case("plain-peft-folder-trainable", "adapter", "a plain peft folder loaded with is_trainable=True",
+         E.AdapterError, "load it with is_trainable=False for inference, or re-save with save_adapter()",
+         lambda bench: _load_adapter(bench.lm(), _plain_peft_folder(bench), is_trainable=True)),
+    Case("plain-peft-folder-truncated", "adapter", "a plain peft folder whose weights were cut short",
+         E.AdapterError, "re-save", _plain_peft_truncated, says=("plain-peft-truncated",)),
     Case("adapter-incomplete-checkpoint", "adapter", "a checkpoint the run was killed while writing",
          E.AdapterError, "load the last complete one", _incomplete_checkpoint),
     Case("adapter-save-exists", "adapter", "save_adapter onto an existing adapter",
@@ -103,5 +240,29 @@ CASES: list[Case] = [
     Case("adapter-save-foreign-folder", "adapter", "save_adapter(..., overwrite=True) into a folder of other files",
          E.AdapterError, "choose a new path", _save_into_foreign_folder),
     Case("bank-unknown-task", "adapter", "AdapterBank asked for a task it does not hold",
-         E.AdapterError, "known tasks: legal", _bank_unknown_task),
+         E.AdapterError, "known tasks: legal", _bank_unknown_task, says=("unknown task 'medical'",)),
+    Case("bank-merge-non-lora", "adapter", "bank.merge() of a prompt-tuning task",
+         E.AdapterError, "merge works for LoRA tasks (legal)", _bank_call(lambda bank, bench: bank.merge("nahuatl"))),
+    Case("bank-task-twice", "adapter", "adding a task name the bank already holds",
+         E.AdapterError, "choose another name",
+         _bank_call(lambda bank, bench: bank.add("legal", bench.adapter("lora"))), says=("already in the bank",)),
+    Case("bank-predict-on-causal-lm", "adapter", "bank.predict() on a bank of a causal LM",
+         E.AdapterError, "use bank.generate(task, prompts)", _bank_call(lambda bank, bench: bank.predict("legal", ["text"]))),
+    Case("bank-adapter-other-base", "adapter", "adding an adapter trained on other base weights",
+         E.AdapterError, "load that base model", _bank_call(_add_adapter_of_other_weights),
+         says=("the given model is a model with other weights",)),
+    Case("bank-of-a-peft-model", "adapter", "AdapterBank over a model that already carries an adapter",
+         E.AdapterError, "pass a freshly loaded one (load_model(...).model)", _bank_of_a_peft_model,
+         says=("needs the plain base model",)),
+    Case("bank-generate-on-classifier", "adapter", "bank.generate() on a bank of a classifier",
+         E.AdapterError, "use bank.predict(task, texts)", _generate_on_classifier_bank),
+    Case("bank-adapter-of-another-architecture", "adapter", "a BERT adapter added to a Llama bank",
+         E.AdapterError, "load that base model", _bert_adapter_in_llama_bank,
+         says=("trained on an unnamed model (bert",)),
+    Case("adapter-other-task-head", "adapter", "a sequence-classification adapter loaded onto a token classifier",
+         E.AdapterError, "load_model(..., task='sequence-classification')", _sequence_adapter_on_token_model,
+         says=("is for sequence-classification",)),
+    Case("bank-adapter-other-task-head", "adapter", "a sequence-classification adapter in a token-classification bank",
+         E.AdapterError, "put it in a bank built on a matching base model", _sequence_adapter_in_token_bank,
+         says=("for sequence-classification but this bank serves a token-classification",)),
 ]
