@@ -14,7 +14,6 @@ import torch
 from transformers import BertForSequenceClassification, BertForTokenClassification
 
 from pbft_widgets.adapters import load_adapter, save_adapter
-from pbft_widgets.errors import ConfigError
 from pbft_widgets.methods import apply_method, describe_methods
 from pbft_widgets.model_facts import quantization_of
 from pbft_widgets.registry import METHODS, spec_of
@@ -298,20 +297,6 @@ def test_soft_prompts_train_on_a_4bit_model(four_bit, smol_tokenizer, method):
     assert_trained(setup.model, before)
 
 
-def test_quantized_models_refuse_prefix_tuning_and_plain_lora(four_bit, tmp_path):
-    from pbft_widgets.models import load_model
-
-    with pytest.raises(ConfigError, match="peft #2035.*prompt-tuning.*lora.*qlora"):
-        apply_method(four_bit(), "prefix-tuning")
-    with pytest.raises(ConfigError, match="method='qlora'"):
-        apply_method(four_bit(), "lora")
-    with pytest.raises(ConfigError, match="full-precision"):
-        apply_method(four_bit(), "prompt+lora")
-    eight_bit = load_model(tmp_path / "tiny-llama", quantization="8bit").model
-    with pytest.raises(ConfigError, match="quantization='4bit'.*8-bit"):
-        apply_method(eight_bit, "qlora")
-
-
 # ----------------------------------------------------------------------------- reports and defaults
 def test_report_counts_parameters_bytes_and_memory(lm, smol_tokenizer, tmp_path):
     setup = apply_method(lm, "p-tuning", tokenizer=smol_tokenizer, encoder_hidden_size=16)
@@ -360,39 +345,3 @@ def test_lora_auto_targets_match_the_architecture(lm, tiny_bert_config):
     encoder = apply_method(bert(tiny_bert_config, "sequence-classification"), "lora",
                            task="sequence-classification")
     assert encoder.options["target_modules"] == ["query", "value"]
-
-
-# ----------------------------------------------------------------------------- errors name the fix
-@pytest.mark.parametrize(("method", "options", "match"), [
-    ("prompt-tuning", {"num_virtual_tokens": 0}, "positive integer"),
-    ("prompt-tuning", {"num_virtual_tokens": 10_000}, "at most 256"),
-    ("prefix-tuning", {"num_virtual_tokens": -3}, "positive integer"),
-    ("prefix-tuning", {"gradient_checkpointing": True}, "peft #869.*gradient_checkpointing=False"),
-    ("lora", {"r": 0}, "positive integer"),
-    ("lora", {"target_modules": ["query", "q_proj"]}, r"\['query'\].*k_proj.*q_proj.*v_proj"),
-    ("qlora", {}, r"load_model\(\.\.\., quantization='4bit'\)"),
-    ("prompt-tuning", {"init": "text"}, "init_text="),
-    ("prompt-tuning", {"init": "label-words"}, "verbalizer="),
-    ("prompt-tuning", {"init": "zeros"}, "'random', 'text', 'sample-vocab' or 'label-words'"),
-    ("p-tuning", {"encoder": "gru"}, "'mlp' or 'lstm'"),
-    ("prefix-tuning", {"init": "text"}, "'activations' or 'random'"),
-    ("prefix-tuning", {"init": "activations", "prefix_projection": True}, "use init='random'"),
-    ("prefix-tuning", {"init_text": "Classify"}, "needs the tokenizer"),
-    ("lora", {"rank": 8}, "accepts .*lora_alpha.*r"),
-    ("fine-tuning", {}, "use one of prompt-tuning"),
-])
-def test_bad_options_raise_config_error_naming_the_fix(lm, method, options, match):
-    with pytest.raises(ConfigError, match=match):
-        apply_method(lm, method, **options)
-
-
-def test_task_errors_name_the_fix(lm, smol_tokenizer, tiny_bert_config):
-    with pytest.raises(ConfigError, match="pass task='causal-lm'"):
-        apply_method(lm, "lora", task="token-classification")
-    with pytest.raises(ConfigError, match="use prefix-tuning or lora"):
-        apply_method(bert(tiny_bert_config, "token-classification"), "prompt-tuning", task="token-classification")
-    with pytest.raises(ConfigError, match="needs the tokenizer"):
-        apply_method(copy.deepcopy(lm), "prompt-tuning", init="text", init_text="Classify")
-    setup = apply_method(lm, "lora")
-    with pytest.raises(ConfigError, match="already carries a PEFT adapter"):
-        apply_method(setup.model, "lora")
