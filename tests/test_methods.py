@@ -313,10 +313,11 @@ def test_report_counts_parameters_bytes_and_memory(lm, smol_tokenizer, tmp_path)
     assert "p-tuning" in str(report)
 
 
-def test_training_defaults_per_method():
+def test_training_defaults_per_method(lm):
+    """Each method's defaults sit in the range where it trains (ranges from the literature and our runs)."""
     assert spec_of("prefix-tuning").training_defaults()["gradient_checkpointing"] is False
     assert 3e-2 <= spec_of("prompt-tuning").training_defaults()["learning_rate"] <= 1e-1
-    assert spec_of("prefix-tuning").training_defaults()["learning_rate"] == 1e-2
+    assert 5e-3 <= spec_of("prefix-tuning").training_defaults()["learning_rate"] <= 3e-2
     assert 1e-4 <= spec_of("p-tuning").training_defaults()["learning_rate"] <= 1e-3  # 1e-2 diverges on SmolLM2
     for method in ("lora", "qlora"):
         assert 2e-4 <= spec_of(method).training_defaults()["learning_rate"] <= 1e-3
@@ -324,7 +325,8 @@ def test_training_defaults_per_method():
         assert spec_of(method).training_defaults()["padding_side"] == "right"
         assert spec_of(method).training_defaults()["generation_batching"] == "equal-length"
     assert [row["method"] for row in describe_methods()] == list(METHODS)
-    assert spec_of("lora").option_defaults()["r"] == 8
+    lora = apply_method(lm, "lora")  # the typed default is what the adapter really gets
+    assert lora.model.peft_config["default"].r == spec_of("lora").option_defaults()["r"] == lora.options["r"]
 
 
 def test_gradient_checkpointing_already_on_is_turned_off_for_prefix_tuning(lm):
