@@ -16,33 +16,28 @@ def _editor(bench: Bench, **values):
     return editor.template
 
 
-def _export_into_foreign_folder(bench: Bench):
+def _export_to(bench: Bench, name: str, **options):
     from pbft_widgets import export_recipe
 
-    folder = bench.path("project")
-    folder.mkdir(exist_ok=True)
-    (folder / "main.py").write_text("print('mine')\n")
-    return export_recipe(folder, model="smollm2-135m-instruct", method="lora", train_rows=ROWS,
-                         template=template())
+    settings = {"model": "smollm2-135m-instruct", "method": "lora", "train_rows": ROWS, "template": template(),
+                **options}
+    return export_recipe(bench.path(name), **settings)
 
 
 def _export(name: str, **options):
-    def run(bench: Bench):
-        from pbft_widgets import export_recipe
+    return lambda bench: _export_to(bench, name, **options)
 
-        settings = {"model": "smollm2-135m-instruct", "method": "lora", "train_rows": ROWS, "template": template(),
-                    **options}
-        return export_recipe(bench.path(name), **settings)
-    return run
+
+def _export_into_foreign_folder(bench: Bench):
+    folder = bench.path("project")
+    folder.mkdir(exist_ok=True)
+    (folder / "main.py").write_text("print('mine')\n")
+    return _export_to(bench, "project")
 
 
 def _export_over_a_recipe(bench: Bench):
-    from pbft_widgets import export_recipe
-
-    target = bench.path("recipe-twice")
-    export_recipe(target, model="smollm2-135m-instruct", method="lora", train_rows=ROWS, template=template())
-    return export_recipe(target, model="smollm2-135m-instruct", method="lora", train_rows=ROWS,
-                         template=template())
+    _export_to(bench, "recipe-twice")
+    return _export_to(bench, "recipe-twice")
 
 
 def _dashboard_of_unknown_methods(bench: Bench):
@@ -60,7 +55,8 @@ CASES: list[Case] = [
          E.TemplateError, "give it a non-empty word", lambda bench: _editor(bench, verbalizer="pos: positive\nneg:"),
          says=("label 'neg' has an empty label word",)),
     Case("widget-verbalizer-without-colon", "widget", "PromptEditor label words without 'label: word' ('positive')",
-         E.TemplateError, "write one label per line, e.g. 'pos: great'", lambda bench: _editor(bench, verbalizer="positive"),
+         E.TemplateError, "write one label per line, e.g. 'pos: great'",
+         lambda bench: _editor(bench, verbalizer="positive"),
          says=("is not 'label: word'",)),
     Case("widget-verbalizer-multi-token", "widget", "PromptEditor label word of two words ('very positive')",
          E.TemplateError, "allow_multi_token=True",
@@ -89,7 +85,8 @@ CASES: list[Case] = [
     Case("export-without-template", "export", "export_recipe of a causal-LM recipe without a template",
          E.ConfigError, "needs template=PromptTemplate(...)", _export("recipe-no-template", template=None)),
     Case("export-unserialisable-option", "export", "a method option that is an object, not a plain value",
-         E.ConfigError, "must hold plain values (numbers, strings, lists, dicts)", _export("recipe-object-option", method_options={"callback": object()})),
+         E.ConfigError, "must hold plain values (numbers, strings, lists, dicts)",
+         _export("recipe-object-option", method_options={"callback": object()})),
     Case("dashboard-unknown-methods", "widget", "TrainingDashboard offered only a method that does not exist",
          E.ConfigError, "choose from prompt-tuning, prefix-tuning", _dashboard_of_unknown_methods,
          says=("['adapter-soup'] do not exist or do not support task 'causal-lm'",)),
