@@ -9,10 +9,15 @@ from .bench import Bench, Case, small_options
 TEXT = "The patient reported severe headaches after the second dose."
 
 
-def _peft(bench: Bench, method: str, **options):
+def _setup(bench: Bench, method: str, **options):
+    """``method`` on a fresh tiny LM (small options unless ``options`` are given)."""
     from pbft_widgets import apply_method
 
-    return apply_method(bench.lm(), method, tokenizer=bench.tokenizer, **(options or small_options(method))).model
+    return apply_method(bench.lm(), method, tokenizer=bench.tokenizer, **(options or small_options(method)))
+
+
+def _peft(bench: Bench, method: str):
+    return _setup(bench, method).model
 
 
 def _call(method: str | None, helper: str, *args_of, **options):
@@ -74,21 +79,15 @@ def _two_runs(bench: Bench):
     def run_of(n: int):
         path = bench.path(f"run-{n}")
         if not path.exists():
-            save_adapter(_setup(bench, num_virtual_tokens=n), path)
+            save_adapter(_setup(bench, "prompt-tuning", num_virtual_tokens=n), path)
         return path
     return [run_of(2), run_of(3)]
 
 
-def _setup(bench: Bench, **options):
-    from pbft_widgets import apply_method
-
-    return apply_method(bench.lm(), "prompt-tuning", tokenizer=bench.tokenizer, **options)
-
-
 def _prefix_checkpoints(bench: Bench):
-    from pbft_widgets import apply_method, inspection, save_adapter
+    from pbft_widgets import inspection, save_adapter
 
-    setup = apply_method(bench.lm(), "prefix-tuning", num_virtual_tokens=3)
+    setup = _setup(bench, "prefix-tuning", num_virtual_tokens=3)
     run = _folder(bench, "prefix-run")
     save_adapter(setup, run / "checkpoint-1")
     return inspection.neighbours_at_checkpoints(setup.model, bench.tokenizer, run)

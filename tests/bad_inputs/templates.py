@@ -22,11 +22,14 @@ def _demonstrations_too_long(bench: Bench):
     return template(demonstrations=demos, max_length=60).validate(bench.tokenizer)
 
 
-def _multi_token_label(bench: Bench):
+def _multi_token_template():
     from pbft_widgets import Verbalizer
 
-    multi_token = template(verbalizer=Verbalizer({"pos": "wonderfulness", "neg": "negative"}))
-    return multi_token.render(ROWS[0], bench.tokenizer)
+    return template(verbalizer=Verbalizer({"pos": "wonderfulness", "neg": "negative"}))
+
+
+def _multi_token_label(bench: Bench):
+    return _multi_token_template().render(ROWS[0], bench.tokenizer)
 
 
 
@@ -36,10 +39,7 @@ def _demonstrations_too_long_at_render(bench: Bench):
 
 
 def _multi_token_label_at_validate(bench: Bench):
-    from pbft_widgets import Verbalizer
-
-    multi_token = template(verbalizer=Verbalizer({"pos": "wonderfulness", "neg": "negative"}))
-    return multi_token.validate(bench.tokenizer)
+    return _multi_token_template().validate(bench.tokenizer)
 
 
 def _sample_row_missing_field(bench: Bench):
