@@ -1,10 +1,14 @@
 """Evaluate a model on rows: predict through the engine, read predictions back, score them.
 
-Two ways to predict, chosen by the model: causal LMs generate (see :mod:`pbft_widgets.generation`)
-and the text is read back as a label, tags or an answer; token/sequence classification heads
-predict with an argmax over logits (NER aligned back to words by the first sub-token). Either way
-the scores come from :mod:`pbft_widgets.metrics`, so a zero-shot prompt and a tuned adapter are
-measured alike. :mod:`pbft_widgets.comparison` puts the results side by side.
+Three ways to predict. Classification with a causal LM and a template with a verbalizer scores the
+label words at the output indicator (:mod:`pbft_widgets.scoring`): probabilities over the labels,
+never an answer outside them. Otherwise causal LMs generate (:mod:`pbft_widgets.generation`) and the
+text is read back as a label, tags or an answer (``scoring="generate"`` asks for this for
+classification too); token/sequence classification heads predict with an argmax over logits (NER
+aligned back to words by the first sub-token). Either way the scores come from
+:mod:`pbft_widgets.metrics` (plus ECE, Brier and NLL when there are probabilities), so a zero-shot
+prompt and a tuned adapter are measured alike. :mod:`pbft_widgets.comparison` puts the results side
+by side with bootstrap confidence intervals.
 """
 
 from __future__ import annotations
@@ -14,12 +18,16 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from .calibration import Calibration
 from .errors import ConfigError, DataError
-from .generation import generate_texts, predict_labels, predict_tags
+from .generation import generate_texts, predict_tags
 from .metrics import METRICS_BY_TASK, compute_metrics, normalise_answer
 from .model_facts import can_generate, id2label
+from .probability_metrics import probability_scores
+from .scoring import LabelScores, head_scores, label_word_ids, score_label_words
 
 TASK_KINDS = tuple(METRICS_BY_TASK)
+SCORINGS = ("label-words", "generate")
 DEFAULT_MAX_NEW_TOKENS = {"classification": 16, "ner": 128, "generation": 128, "translation": 128}
 # Columns each task kind reads when no template names them (the data loaders' row shapes).
 _DEFAULT_FIELDS = {"ner": ("tokens", "tags"), "classification": ("text", "label")}
@@ -39,6 +47,10 @@ class EvalResult:
     inputs: list[Any]
     seconds: float
     generations: list[str] | None = None  # raw generated text when predictions were read from it
+    probabilities: list[list[float]] | None = None  # per row, over `labels` (label-word scoring or a head)
+    labels: list[str] | None = None  # the columns of `probabilities`
+    scoring: str = "generate"  # "label-words", "generate" or "head"
+    metric_options: dict[str, Any] | None = None  # what the scores were computed with (bootstrap reuses it)
 
     @property
     def n(self) -> int:
@@ -58,6 +70,8 @@ class EvalResult:
             }
             if self.generations is not None and self.task_kind in ("classification", "ner"):
                 row["generated"] = self.generations[i]
+            if self.probabilities is not None:
+                row["confidence"] = max(self.probabilities[i])
             rows.append(row)
         return rows
 
@@ -152,6 +166,19 @@ class _Predictions:
     predictions: list[Any]
     extra: dict[str, int]
     generations: list[str] | None = None
+    scores: LabelScores | None = None
+
+
+def _by_label_words(model: Any, tokenizer: Any, rows: list[Mapping], references: list[Any], *, template: Any,
+                    batch_size: int) -> _Predictions:
+    if template is None:
+        raise ConfigError("label-word scoring needs a prompt template with a verbalizer; pass template=PromptTemplate("
+                          "..., verbalizer=Verbalizer({...}))")
+    word_ids = label_word_ids(template, tokenizer)
+    prompts = [template.render_prompt(row, tokenizer) for row in rows]
+    scores = score_label_words(model, tokenizer, prompts, word_ids, batch_size=batch_size,
+                               add_special_tokens=template.style != "chat")
+    return _Predictions(prompts, [str(r) for r in references], scores.predictions, {}, scores=scores)
 
 
 def _by_generation(
@@ -227,7 +254,26 @@ def _by_head(
         texts = [template.render_prompt(row, tokenizer) for row in rows]
     else:
         texts = [str(v) for v in _column(rows, field, "input")]
-    return _Predictions(texts, references, predict_labels(model, tokenizer, texts, batch_size), {})
+    scores = head_scores(model, tokenizer, texts, batch_size)
+    return _Predictions(texts, references, scores.predictions, {}, scores=scores)
+
+
+def _scoring_for(scoring: str | None, model: Any, template: Any, task_kind: str, parse: Parse | None) -> str:
+    """The scoring asked for, or the default: label words for classification with a verbalizer."""
+    if scoring is not None and scoring not in SCORINGS:
+        raise ConfigError(f"unknown scoring {scoring!r}; use one of {', '.join(SCORINGS)} (or None for the default)")
+    if not can_generate(model):
+        if scoring == "label-words":
+            raise ConfigError("scoring='label-words' reads a language model's next-token distribution, and this "
+                              "model has a classification head; drop scoring= (its head predicts the labels)")
+        return "head"
+    if scoring is None:
+        with_words = getattr(template, "verbalizer", None) is not None and parse is None
+        return "label-words" if task_kind == "classification" and with_words else "generate"
+    if scoring == "label-words" and task_kind != "classification":
+        raise ConfigError(f"scoring='label-words' classifies, and task_kind={task_kind!r} is not classification; "
+                          "drop scoring= (it generates)")
+    return scoring
 
 
 def evaluate(
@@ -245,14 +291,18 @@ def evaluate(
     input_field: str | None = None,
     metric_options: Mapping[str, Any] | None = None,
     name: str | None = None,
+    scoring: str | None = None,
+    calibration: Calibration | None = None,
 ) -> EvalResult:
     """Predict every row, score it with the task's metrics, and keep every prediction.
 
-    Causal LMs generate greedily through `pbft_widgets.generation` (the engine `AdapterBank` serves
-    with) from `template.render_prompt(row, tokenizer)`; the text becomes a label through the
-    template's verbalizer (classification), tags through `parse` (ner) or stays the answer
-    (generation, translation). Classification heads predict with an argmax (NER aligned to words by
-    the first sub-token). Zero-shot prompts and tuned adapters are measured alike.
+    Classification with a causal LM and a verbalizer scores the label words after
+    `template.render_prompt(row, tokenizer)` (`pbft_widgets.scoring`): label probabilities, the
+    argmax label, and ECE/Brier/NLL besides accuracy and macro-F1. Otherwise causal LMs generate
+    greedily through `pbft_widgets.generation` (the engine `AdapterBank` serves with); the text
+    becomes a label through the verbalizer, tags through `parse` (ner) or stays the answer
+    (generation, translation). Classification heads predict with an argmax over their probabilities
+    (NER aligned to words by the first sub-token). Zero-shot prompts and tuned adapters are measured alike.
 
     Args:
         model:
@@ -281,11 +331,17 @@ def evaluate(
             ner: `scheme`, `strict`; classification: `labels`.
         name (`str`, *optional*):
             The result's name in comparison tables.
+        scoring (`str`, *optional*):
+            `"label-words"` (the default for classification with a verbalizer and no `parse`) or
+            `"generate"` (generate text and read it back, the default otherwise).
+        calibration (`Calibration`, *optional*):
+            Applied to the label probabilities before the argmax (`pbft_widgets.calibration`).
 
     Returns:
-        `EvalResult`: `.scores` (headline metric first, plus counts such as unparsed answers),
-        `.predictions`, `.references`, `.inputs`, `.generations` (raw text), `.table()` per example,
-        `.summary()` for `compare`.
+        `EvalResult`: `.scores` (headline metric first, plus counts such as unparsed answers, and
+        `ece`, `brier`, `nll` when there are probabilities), `.predictions`, `.references`,
+        `.inputs`, `.generations` (raw text), `.probabilities` over `.labels`, `.table()` per
+        example, `.summary()` for `compare`.
 
     Example:
 
@@ -296,8 +352,8 @@ def evaluate(
     ...                           verbalizer=Verbalizer({"pos": "positive", "neg": "negative"}))
     >>> rows = [{"text": "a wonderful, moving film", "label": "pos"}, {"text": "dull and far too long", "label": "neg"}]
     >>> result = evaluate(lm.model, lm.tokenizer, rows, template=template, task_kind="classification")
-    >>> result.n, list(result.scores)[:2]
-    (2, ['macro_f1', 'accuracy'])
+    >>> result.n, list(result.scores)[:2], result.scoring
+    (2, ['macro_f1', 'accuracy'], 'label-words')
     >>> result.table()[0]["reference"]
     'pos'
 
@@ -318,10 +374,16 @@ def evaluate(
             f"task_kind={task_kind!r} needs label_field= (the column with the reference answer)"
         )
     references = _column(rows, label_field, "reference")
+    scoring = _scoring_for(scoring, model, template, task_kind, parse)
+    if scoring != "generate" and (max_new_tokens is not None or generation_kwargs):
+        raise ConfigError(f"max_new_tokens and generation_kwargs apply to generation, and this evaluation scores by "
+                          f"{scoring}; pass scoring='generate' to generate, or drop them")
     was_training = bool(getattr(model, "training", False))
     model.eval()
     try:
-        if can_generate(model):
+        if scoring == "label-words":
+            result = _by_label_words(model, tokenizer, rows, references, template=template, batch_size=batch_size)
+        elif scoring == "generate":
             result = _by_generation(
                 model, tokenizer, rows, references, template=template, task_kind=task_kind,
                 batch_size=batch_size, max_new_tokens=max_new_tokens, parse=parse,
@@ -335,7 +397,17 @@ def evaluate(
     finally:
         if was_training:
             model.train()
+    probabilities = labels = None
+    if result.scores is not None and task_kind == "classification":
+        scores = calibration.apply(result.scores) if calibration is not None else result.scores
+        result.predictions = scores.predictions
+        probabilities, labels = scores.probabilities, scores.labels
+    elif calibration is not None:
+        raise ConfigError("calibration applies to label probabilities, and this evaluation has none; use it with "
+                          "classification by label words or by a classification head")
     metrics = compute_metrics(task_kind, result.references, result.predictions, **(metric_options or {}))
+    if probabilities is not None:
+        metrics.update(probability_scores(probabilities, result.references, labels))
     return EvalResult(
         name=name or task_kind,
         task_kind=task_kind,
@@ -345,4 +417,50 @@ def evaluate(
         inputs=result.inputs,
         seconds=time.perf_counter() - started,
         generations=result.generations,
+        probabilities=None if probabilities is None else probabilities.tolist(),
+        labels=labels,
+        scoring=scoring,
+        metric_options=dict(metric_options or {}),
     )
+
+
+def label_word_metric(
+    tokenizer: Any,
+    template: Any,
+    rows: Iterable[Mapping[str, Any]],
+    *,
+    batch_size: int = 8,
+    metric_options: Mapping[str, Any] | None = None,
+) -> Callable[[Any], dict[str, float]]:
+    """A ``metric_fn`` for ``train()`` and `TrainingDashboard`: validation accuracy, macro-F1 and ECE by
+    label-word scoring, cheap enough for every evaluation (one forward pass per batch of rows).
+
+    Args:
+        tokenizer: the model's tokenizer.
+        template: the training template (with its verbalizer and output indicator).
+        rows: validation rows with labels (never the test rows).
+        batch_size: rows per forward pass.
+        metric_options: e.g. ``{"labels": [...]}`` so macro-F1 counts every label.
+
+    Returns:
+        ``metric(model) -> {"accuracy", "macro_f1", "ece"}``.
+
+    Example:
+        >>> from pbft_widgets import PromptTemplate, Verbalizer, load_model
+        >>> from pbft_widgets.evaluation import label_word_metric
+        >>> lm = load_model()
+        >>> template = PromptTemplate(input_template="Review: {text}", output_indicator="Sentiment:", style="cloze",
+        ...                           verbalizer=Verbalizer({"pos": "positive", "neg": "negative"}))
+        >>> metric = label_word_metric(lm.tokenizer, template, [{"text": "a fine film", "label": "pos"}])
+        >>> sorted(metric(lm.model))
+        ['accuracy', 'ece', 'macro_f1']
+    """
+    rows = list(rows)
+    label_word_ids(template, tokenizer)  # a template that cannot be scored fails now, not at the first evaluation
+
+    def metric(model: Any) -> dict[str, float]:
+        result = evaluate(model, tokenizer, rows, template=template, task_kind="classification",
+                          batch_size=batch_size, metric_options=metric_options, scoring="label-words")
+        return {name: result.scores[name] for name in ("accuracy", "macro_f1", "ece")}
+
+    return metric

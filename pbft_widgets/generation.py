@@ -5,8 +5,9 @@ Causal LMs generate greedily in batches planned longest first and left-padded; a
 virtual tokens (prompt tuning, P-tuning, the prompt+LoRA hybrid) only shares a batch between prompts
 of equal length, because PEFT ignores position ids for them and padding would move the text's
 positions (peft #1093). Generation stops at the tokenizer's eos and any the model's generation
-config adds. Classification heads predict with an argmax; token labels are read at each word's
-first sub-token, the alignment training used.
+config adds. Token-classification heads predict with an argmax, read at each word's first sub-token
+(the alignment training used). Label scores (label words of a causal LM, or a sequence head's
+labels) live in :mod:`pbft_widgets.scoring`, which shares this module's batch plan.
 """
 
 from __future__ import annotations
@@ -147,7 +148,8 @@ def head_limit(model: Any, tokenizer: Any) -> int:
     return token_limit(model, tokenizer) or _FALLBACK_HEAD_LIMIT
 
 
-def _logits(model: Any, encoding: Any) -> torch.Tensor:
+def head_logits(model: Any, encoding: Any) -> torch.Tensor:
+    """A classification head's logits for an encoded batch (only the inputs a head reads are passed)."""
     inputs = {k: v for k, v in encoding.items() if k in _HEAD_INPUTS}
     with torch.inference_mode():
         return model(**inputs).logits
@@ -174,7 +176,7 @@ def predict_tags(model: Any, tokenizer: Any, words: Sequence[Sequence[str]],
     for batch in plan_batches([len(w) for w in words], batch_size, equal_length=False):
         encoding = tokenizer([words[i] for i in batch], is_split_into_words=True, truncation=True,
                              max_length=limit, padding=True, padding_side="right", return_tensors="pt")
-        logits = _logits(model, encoding.to(device_of(model)))
+        logits = head_logits(model, encoding.to(device_of(model)))
         if logits.dim() != 3:
             raise ConfigError("task_kind='ner' needs a token-classification model (one label per token); load it "
                               "with task='token-classification'")
@@ -185,24 +187,3 @@ def predict_tags(model: Any, tokenizer: Any, words: Sequence[Sequence[str]],
             tags[i] = [names[predicted[row][firsts[w]]] if w in firsts else "O" for w in range(len(words[i]))]
             unaligned += len(words[i]) - len(firsts)
     return tags, unaligned
-
-
-def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 8) -> list[str]:
-    """One label per text from a sequence-classification head (long texts: their beginning)."""
-    names = id2label(model)
-    texts = [str(text) for text in texts]
-    limit = head_limit(model, tokenizer)
-    warn_cut([len(ids) - limit for ids in tokenizer(texts)["input_ids"]] if texts else [], len(texts), limit,
-             "texts", "only their beginning was classified; split long texts or summarise them first")
-    labels: list[str] = [""] * len(texts)
-    for batch in plan_batches([len(t) for t in texts], batch_size, equal_length=False):
-        encoding = tokenizer([texts[i] for i in batch], truncation=True, max_length=limit, padding=True,
-                             padding_side="right", return_tensors="pt")
-        logits = _logits(model, encoding.to(device_of(model)))
-        if logits.dim() != 2:
-            raise ConfigError("task_kind='classification' needs a sequence-classification model (one label per "
-                              "text); load it with task='sequence-classification', or use task_kind='ner' for a "
-                              "token head")
-        for i, label_id in zip(batch, logits.argmax(-1).tolist()):
-            labels[i] = names[label_id]
-    return labels

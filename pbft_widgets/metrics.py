@@ -225,26 +225,38 @@ def accuracy_and_macro_f1(
     pred: Sequence[Hashable | None],
     labels: Sequence[Hashable] | None = None,
 ) -> dict[str, Any]:
-    """Accuracy, macro-F1 over `labels` (default: every label seen), per-label F1 and support.
+    """Accuracy, macro-F1 over `labels` (default: every label seen), per-label precision, recall, F1, support.
 
     A prediction of None (a generation that maps to no label) counts as wrong and is reported in
-    `unparsed`; it never becomes a label of its own, so it cannot inflate macro-F1.
+    `unparsed`; it never becomes a label of its own, so it cannot inflate macro-F1. F1 is
+    2·TP / (2·TP + FP + FN) per label, 0 for a label never predicted nor present (scikit-learn's
+    `zero_division=0`), computed from one count matrix so a bootstrap can call this thousands of times.
     """
-    from sklearn.metrics import accuracy_score, f1_score
+    import numpy as np
 
     _check_pair(pred, true, "accuracy_and_macro_f1")
     for i, t in enumerate(true):
         if t is None:
             raise DataError(f"true[{i}] is None; every reference needs a label (drop unlabelled rows)")
     labels = _label_index(true, pred, labels)
-    y_true, y_pred = _encode(true, pred, labels)
-    ids = list(range(len(labels)))
-    per_label = f1_score(y_true, y_pred, labels=ids, average=None, zero_division=0)
+    y_true, y_pred = (np.asarray(ids, dtype=int) for ids in _encode(true, pred, labels))
+    k = len(labels)
+    counts = np.bincount(y_true * (k + 1) + y_pred, minlength=k * (k + 1)).reshape(k, k + 1)
+    hits = np.diag(counts[:, :k]).astype(float)
+    support = counts.sum(axis=1)
+    predicted = np.bincount(y_pred, minlength=k + 1)[:k]
+
+    def ratio(numerator, denominator):
+        return np.divide(numerator, denominator, out=np.zeros(k), where=denominator > 0)
+
+    per_label = ratio(2 * hits, support + predicted)
     return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "accuracy": float(hits.sum() / len(y_true)) if len(y_true) else 0.0,
         "macro_f1": float(per_label.mean()),
         "per_label_f1": {label: float(f) for label, f in zip(labels, per_label)},
-        "support": {label: y_true.count(i) for i, label in enumerate(labels)},
+        "per_label_precision": {label: float(p) for label, p in zip(labels, ratio(hits, predicted))},
+        "per_label_recall": {label: float(r) for label, r in zip(labels, ratio(hits, support))},
+        "support": {label: int(n) for label, n in zip(labels, support)},
         "unparsed": sum(p is None for p in pred),
     }
 

@@ -29,7 +29,8 @@ from peft.utils import ModulesToSaveWrapper
 from . import hybrid
 from .adapters import check_adapter
 from .errors import AdapterError
-from .generation import generate_texts, predict_labels, predict_tags
+from .generation import generate_texts, predict_tags
+from .scoring import LabelScores, head_scores, label_word_ids, score_label_words
 from .model_facts import carries_adapter, infer_task
 from .registry import MethodSpec, spec_of
 
@@ -155,20 +156,44 @@ class AdapterBank:
                 outputs[i] = text
         return outputs
 
-    def predict(self, task: str | None, texts: Sequence[str] | Sequence[Sequence[str]]) -> list:
-        """Labels: one per text (sequence classification) or one per word (token classification).
+    def predict(self, task: str | None, texts: Sequence[Any], *, template: Any = None, probabilities: bool = False,
+                calibration: Any = None) -> list:
+        """Labels: one per text (classification) or one per word (token classification).
 
-        For token classification pass each text as a list of words (a string is split on spaces);
-        each word gets the label of its first sub-token, as in ``evaluate()``.
+        A causal-LM bank classifies by label words, as ``evaluate()`` does: pass the ``template``
+        with its verbalizer, and rows (rendered with it) or already rendered prompts. A
+        sequence-classification bank reads its head. For token classification pass each text as a
+        list of words (a string is split on spaces); each word gets its first sub-token's label.
+        With ``probabilities=True`` each item is ``{"label": ..., "probabilities": {label: p}}``
+        (after ``calibration``, a `Calibration`, when given).
         """
-        if self.task_type == "causal-lm":
-            raise AdapterError("this bank serves a causal LM; use bank.generate(task, prompts)")
         entry = self._entry(task)
-        with self._active(entry) as runner:
-            if self.task_type == "token-classification":
-                words = [item.split() if isinstance(item, str) else list(item) for item in texts]
+        if self.task_type == "token-classification":
+            if probabilities or calibration is not None:
+                raise AdapterError("probabilities are given per text; a token-classification bank predicts one "
+                                   "label per word, so call predict(task, texts) without probabilities=")
+            words = [item.split() if isinstance(item, str) else list(item) for item in texts]
+            with self._active(entry) as runner:
                 return predict_tags(runner, self.tokenizer, words, self.batch_size)[0]
-            return predict_labels(runner, self.tokenizer, list(texts), self.batch_size)
+        with self._active(entry) as runner:
+            if self.task_type == "causal-lm":
+                scores = self._label_word_scores(runner, texts, template)
+            else:
+                scores = head_scores(runner, self.tokenizer, [str(t) for t in texts], self.batch_size)
+        if calibration is not None:
+            scores = calibration.apply(scores)
+        if not probabilities:
+            return scores.predictions
+        return [{"label": label, "probabilities": dict(zip(scores.labels, map(float, row)))}
+                for label, row in zip(scores.predictions, scores.probabilities)]
+
+    def _label_word_scores(self, runner: Any, texts: Sequence[Any], template: Any) -> LabelScores:
+        if template is None or template.verbalizer is None:
+            raise AdapterError("a causal-LM bank classifies by label words; pass template= (the PromptTemplate "
+                               "with the verbalizer the task was trained with), or use bank.generate(task, prompts)")
+        prompts = [text if isinstance(text, str) else template.render_prompt(text, self.tokenizer) for text in texts]
+        return score_label_words(runner, self.tokenizer, prompts, label_word_ids(template, self.tokenizer),
+                                 batch_size=self.batch_size, add_special_tokens=template.style != "chat")
 
     def compare(self, task: str, prompts: Sequence[str], **gen_kwargs) -> list[dict[str, Any]]:
         """Base model and tuned model side by side: [{'prompt', 'base', 'tuned'}, ...]."""
@@ -177,7 +202,7 @@ class AdapterBank:
         if self.task_type == "causal-lm":
             base, tuned = self.generate(None, prompts, **gen_kwargs), self.generate(task, prompts, **gen_kwargs)
         else:
-            base, tuned = self.predict(None, prompts), self.predict(task, prompts)
+            base, tuned = self.predict(None, prompts), self.predict(task, prompts)  # heads: no template needed
         return [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(prompts, base, tuned)]
 
     def merge(self, task: str):

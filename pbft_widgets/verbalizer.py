@@ -38,7 +38,9 @@ class Verbalizer:
         self._words: dict[str, list[str]] = {}
         for label, words in label_words.items():
             words = [words] if isinstance(words, str) else list(words)
-            if not words or any(not isinstance(w, str) or not w.strip() for w in words):
+            if not words:
+                raise TemplateError(f"label {label!r} has no label words; give it at least one, e.g. {{{label!r}: 'word'}}")
+            if any(not isinstance(w, str) or not w.strip() for w in words):
                 raise TemplateError(f"label {label!r} has an empty label word; give it a non-empty word")
             self._words[str(label)] = [w.strip() for w in words]
         seen: dict[str, str] = {}
@@ -64,6 +66,11 @@ class Verbalizer:
                 f"label {label!r} is not in the verbalizer; known labels: {', '.join(self.labels)}. "
                 "Add it to the Verbalizer or fix the row's label"
             ) from None
+
+    def words(self, label: Any) -> list[str]:
+        """All words of ``label``: the trained one first, then its synonyms."""
+        self.word(label)  # names the known labels when ``label`` is not one
+        return list(self._words[str(label)])
 
     def validate(self, tokenizer: Any, *, leading_space: bool = True) -> None:
         """Check each trained (first) word is one token in the form the model sees after the indicator.

@@ -19,7 +19,8 @@ import bad_inputs  # noqa: E402  (tests/ is on sys.path both here and under pyte
 DOC = Path(__file__).resolve().parents[1] / "docs" / "error-catalogue.md"
 AREAS = {"template": "Prompt templates", "data": "Data", "metrics": "Metrics", "method": "Methods",
          "model": "Models", "adapter": "Adapters and serving", "training": "Training runs",
-         "evaluation": "Evaluation and comparison", "inspection": "Inspection", "widget": "Widgets",
+         "evaluation": "Evaluation and comparison",
+         "scoring": "Label-word scoring, calibration and uncertainty", "inspection": "Inspection", "widget": "Widgets",
          "export": "Export"}
 
 HEADER = """# Error catalogue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from peft import LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
@@ -179,16 +180,38 @@ def test_classification_by_generation_reads_labels_through_the_verbalizer(tiny_c
     rows = [{"text": t, "label": label} for t, label in [("great", "pos"), ("awful", "neg"), ("fine", "pos")]]
     positive = smol_tokenizer(" positive", add_special_tokens=False)["input_ids"]
     forced = evaluate(tiny_causal_lm, smol_tokenizer, rows, template=template, task_kind="classification",
-                      generation_kwargs={"sequence_bias": {tuple(positive): 100.0}})
+                      scoring="generate", generation_kwargs={"sequence_bias": {tuple(positive): 100.0}})
     assert forced.predictions == ["pos", "pos", "pos"]
     assert forced.scores["accuracy"] == pytest.approx(2 / 3) and forced.scores["unparsed"] == 0
     assert forced.table()[0]["generated"].startswith("positive")
     # An untrained model writes no label word: every prediction is unparsed and wrong.
     random_model = evaluate(
-        tiny_causal_lm, smol_tokenizer, rows, template=template, task_kind="classification", max_new_tokens=3
+        tiny_causal_lm, smol_tokenizer, rows, template=template, task_kind="classification", max_new_tokens=3,
+        scoring="generate",
     )
     assert random_model.predictions == [None, None, None]
     assert random_model.scores["unparsed"] == 3 and random_model.scores["accuracy"] == 0.0
+    assert random_model.probabilities is None and "ece" not in random_model.scores
+
+
+def test_classification_defaults_to_label_words_with_probabilities(tiny_causal_lm, smol_tokenizer):
+    """The same untrained model, scored by label words: every row gets a label and probabilities."""
+    template = PromptTemplate(input_template="Review: {text}", style="cloze",
+                              verbalizer=Verbalizer({"pos": ["positive", "good"], "neg": "negative"}))
+    rows = [{"text": t, "label": label} for t, label in [("great", "pos"), ("awful", "neg"), ("fine", "pos")]]
+    result = evaluate(tiny_causal_lm, smol_tokenizer, rows, template=template, task_kind="classification")
+    assert result.scoring == "label-words" and result.labels == ["pos", "neg"]
+    assert set(result.predictions) <= {"pos", "neg"} and result.scores["unparsed"] == 0
+    assert all(abs(sum(p) - 1) < 1e-9 for p in result.probabilities)
+    assert {"ece", "brier", "nll"} <= set(result.scores) and 0 <= result.scores["ece"] <= 1
+    assert [row["confidence"] for row in result.table()] == [max(p) for p in result.probabilities]
+    # Calibration moves the probabilities; a large temperature flattens them towards uniform.
+    from pbft_widgets.calibration import Calibration
+
+    flat = evaluate(tiny_causal_lm, smol_tokenizer, rows, template=template, task_kind="classification",
+                    calibration=Calibration(["pos", "neg"], np.zeros(2), temperature=1e6))
+    assert flat.predictions == result.predictions
+    np.testing.assert_allclose(flat.probabilities, 0.5, atol=1e-5)
 
 
 def test_ner_by_generation_uses_parse_and_counts_failures(tiny_causal_lm, smol_tokenizer):
@@ -330,7 +353,7 @@ def result(name, f1, n=4, kind="ner"):
 
 def test_compare_gives_deltas_against_the_first_row():
     table = compare({"zero-shot": result("a", 0.25), "few-shot": result("b", 0.5),
-                     "tuned": result("c", 0.75)})
+                     "tuned": result("c", 0.75)}, intervals=False)
     assert [row["name"] for row in table] == ["zero-shot", "few-shot", "tuned"]
     assert table[0]["delta_f1"] is None
     assert table[2]["delta_f1"] == pytest.approx(0.5) and table[1]["delta_recall"] == pytest.approx(0.25)
@@ -339,7 +362,7 @@ def test_compare_gives_deltas_against_the_first_row():
 
 
 def test_to_markdown_formats_a_comparison():
-    table = compare({"zero-shot": result("a", 0.25), "tuned": result("b", 0.875)})
+    table = compare({"zero-shot": result("a", 0.25), "tuned": result("b", 0.875)}, intervals=False)
     shown = [{k: row[k] for k in ("name", "f1", "delta_f1", "n", "seconds")} for row in table]
     assert to_markdown(shown) == (
         "| name | f1 | Δ f1 | n | seconds |\n"
@@ -354,3 +377,41 @@ def test_to_markdown_formats_a_comparison():
         "| chrF++ | Δ BLEU |\n| ---: | ---: |\n| 9.5 | -0.8 |\n")
     with pytest.raises(DataError):
         to_markdown([])
+    assert to_markdown([{"accuracy": 0.5, "accuracy_low": 0.25, "accuracy_high": 0.75, "delta_chrf": 1.25,
+                         "delta_chrf_low": -0.5, "delta_chrf_high": 3.0}]) == (
+        "| accuracy [CI] | Δ chrf [CI] |\n| ---: | ---: |\n| 0.500 [0.250, 0.750] | +1.2 [-0.5, +3.0] |\n")
+
+
+def scored(name, kind, predictions, references, **options):
+    """An EvalResult whose scores are computed from its predictions, as evaluate() would."""
+    from pbft_widgets.metrics import compute_metrics
+
+    scores = compute_metrics(kind, references, predictions, **options)
+    return EvalResult(name, kind, scores, predictions, references, list(references), 1.0, metric_options=options)
+
+
+def test_compare_adds_paired_bootstrap_intervals_for_every_task_kind():
+    labels = ["a", "b", "c"]
+    refs = labels * 12
+    base = scored("zero-shot", "classification", ["a"] * 36, refs, labels=labels)
+    tuned = scored("tuned", "classification", refs[:30] + ["a"] * 6, refs, labels=labels)
+    table = compare({"zero-shot": base, "tuned": tuned})
+    for row, result in zip(table, (base, tuned)):
+        for metric in ("accuracy", "macro_f1"):
+            assert row[f"{metric}_low"] <= result.scores[metric] <= row[f"{metric}_high"]
+    low, high = table[1]["delta_accuracy_low"], table[1]["delta_accuracy_high"]
+    assert 0 < low <= table[1]["delta_accuracy"] <= high  # a real improvement excludes 0
+    assert compare({"zero-shot": base, "tuned": tuned}) == table  # seeded: reproducible
+    assert compare({"zero-shot": base, "tuned": tuned}, seed=1) != table
+    # A model against itself: every paired difference is exactly 0 (the same rows in every resample).
+    same = compare({"a": tuned, "b": tuned})[1]
+    assert same["delta_accuracy_low"] == same["delta_accuracy_high"] == 0
+    # Corpus metrics are recomputed from the resampled sentences, so the interval brackets the corpus score.
+    hyps = ["the cat sat on the mat", "a dog barks", "it rains today", "we go home", "she reads a book"] * 2
+    refs_text = ["the cat sat on a mat", "the dog barks", "it is raining today", "we went home", "she reads books"] * 2
+    translation = scored("tuned", "translation", hyps, refs_text)
+    row = compare({"zero": scored("zero", "translation", ["x"] * 10, refs_text), "tuned": translation})[1]
+    assert row["chrf_low"] <= translation.scores["chrf"] <= row["chrf_high"] and row["chrf_low"] < row["chrf_high"]
+    tags = [["B-D", "O"], ["O", "B-D"], ["B-D", "I-D"], ["O", "O"]]
+    ner = compare({"zero": scored("zero", "ner", [["O", "O"]] * 4, tags), "tuned": scored("t", "ner", tags, tags)})
+    assert ner[1]["f1_low"] == ner[1]["f1_high"] == 1.0 and ner[1]["delta_f1_low"] > 0

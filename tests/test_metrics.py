@@ -174,3 +174,26 @@ def test_compute_metrics_gives_each_task_its_metrics_headline_first():
 def test_compute_metrics_passes_options_to_the_metric():
     lenient = compute_metrics("ner", [["O", "B-X"]], [["O", "I-X"]], strict=False)
     assert lenient["f1"] == 1.0
+
+
+def test_accuracy_and_macro_f1_agree_with_scikit_learn_on_random_labels():
+    """The count-matrix implementation (fast enough to bootstrap) equals scikit-learn's zero_division=0 scores."""
+    import random
+
+    from sklearn.metrics import f1_score, precision_score, recall_score
+
+    rng = random.Random(0)
+    labels = list("abcde")
+    for _ in range(100):
+        true = [rng.choice(labels[:4]) for _ in range(30)]
+        pred = [rng.choice([*labels, None]) for _ in range(30)]
+        scores = accuracy_and_macro_f1(true, pred, labels)
+        index = {label: i for i, label in enumerate(labels)}
+        y_true = [index[t] for t in true]
+        y_pred = [index.get(p, len(labels)) if p is not None else len(labels) for p in pred]
+        options = {"labels": list(range(len(labels))), "average": None, "zero_division": 0}
+        for name, reference in (("f1", f1_score), ("precision", precision_score), ("recall", recall_score)):
+            expected = reference(y_true, y_pred, **options)
+            assert [scores[f"per_label_{name}"][label] for label in labels] == pytest.approx(list(expected))
+        assert scores["macro_f1"] == pytest.approx(f1_score(y_true, y_pred, **options).mean())
+        assert scores["accuracy"] == pytest.approx(sum(t == p for t, p in zip(true, pred)) / len(true))

@@ -14,7 +14,7 @@ import torch
 from peft import PeftModel
 from transformers import BertForSequenceClassification, BertForTokenClassification, LlamaConfig, LlamaForCausalLM
 
-from pbft_widgets import PromptTemplate, evaluate, load_model
+from pbft_widgets import PromptTemplate, Verbalizer, evaluate, load_model
 from pbft_widgets.adapters import FORMAT_VERSION, MANIFEST, load_adapter, save_adapter
 from pbft_widgets.errors import AdapterError
 from pbft_widgets.methods import apply_method
@@ -289,3 +289,32 @@ def test_the_classification_bank_predicts_exactly_what_evaluate_scored(tiny_bert
         scored = evaluate(setup.model, bert_tokenizer, rows, task_kind=kind, batch_size=2,
                           input_field="tokens" if kind == "ner" else "text")
         assert bank.predict(method, SENTENCES) == scored.predictions, method
+
+
+CLOZE = PromptTemplate(input_template="Review: {text}", output_indicator="Sentiment:", style="cloze",
+                       verbalizer=Verbalizer({"pos": ["positive", "good"], "neg": "negative", "mixed": "mixed"}))
+REVIEWS = [{"text": text, "label": label} for text, label in
+           [("a wonderful film", "pos"), ("dull", "neg"), ("some good scenes, too long", "mixed"), ("fine", "pos")]]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_bank_classifies_with_the_probabilities_evaluate_scored(lm, smol_tokenizer, tmp_path, method):
+    """Label-word scoring through the bank equals evaluate()'s, labels and probabilities, for every method."""
+    folder = tmp_path / "base"
+    lm.save_pretrained(folder)
+    smol_tokenizer.save_pretrained(folder)
+    quantization = "4bit" if spec_of(method).needs_4bit else None
+    base = load_model(folder, quantization=quantization)
+    options = {"r": 4} if spec_of(method).mergeable else {"num_virtual_tokens": 5}
+    make_adapter(base.model, method, tmp_path / method, seed=3, tokenizer=base.tokenizer, **options)
+    scored = evaluate(load_adapter(load_model(folder, quantization=quantization).model, tmp_path / method).model,
+                      base.tokenizer, REVIEWS, template=CLOZE, task_kind="classification", batch_size=3)
+    bank = AdapterBank(load_model(folder, quantization=quantization).model, base.tokenizer, batch_size=3)
+    bank.add("task", tmp_path / method)
+    served = bank.predict("task", REVIEWS, template=CLOZE, probabilities=True)
+    assert [item["label"] for item in served] == scored.predictions
+    for item, expected in zip(served, scored.probabilities):
+        assert list(item["probabilities"].values()) == pytest.approx(expected, abs=1e-6)
+    assert len({item["label"] for item in served}) > 1  # varied answers: the comparison has teeth
+    assert bank.predict("task", [CLOZE.render_prompt(r, base.tokenizer) for r in REVIEWS], template=CLOZE) == \
+        scored.predictions

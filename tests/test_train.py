@@ -155,6 +155,22 @@ def test_early_stopping_on_a_task_metric(tiny_causal_lm, smol_tokenizer, tmp_pat
     assert events[-1].step == 4 and not result.stopped_by_user
 
 
+def test_label_word_accuracy_is_reported_at_every_evaluation(tiny_causal_lm, smol_tokenizer, tmp_path):
+    """The dashboard's live validation accuracy: label-word scoring as train()'s metric_fn."""
+    from pbft_widgets.evaluation import label_word_metric
+
+    setup = _prompt_tuning(tiny_causal_lm, smol_tokenizer)
+    rows = _rows()
+    events = []
+    train(setup, rows, eval_rows=rows[:4], tokenizer=smol_tokenizer, template=_template(),
+          output_dir=tmp_path / "run", max_steps=4, batch_size=4, eval_every=2,
+          metric_fn=label_word_metric(smol_tokenizer, _template(), rows[:4]), listeners=[events.append], smoke=False)
+    evals = [e for e in events if e.kind == "eval"]
+    assert len(evals) == 2
+    for event in evals:
+        assert {"accuracy", "macro_f1", "ece"} <= set(event.metrics) and 0 <= event.metrics["accuracy"] <= 1
+
+
 def test_same_seed_same_losses(smol_tokenizer, tmp_path, tiny_causal_lm):
     """Seed before apply_method too: LoRA's A matrices are initialised randomly there."""
     from transformers import LlamaForCausalLM, set_seed

@@ -150,7 +150,9 @@ def test_dashboard_trains_synchronously_with_live_curves(tiny_causal_lm, smol_to
     assert loss.name == "train loss" and list(loss.x) == [1, 2, 3, 4]
     assert list(zip(loss.x, loss.y)) == result.losses()
     assert list(board.loss_figure.data[1].x) == [2, 4]  # eval loss
-    assert "mean_token_accuracy" in [t.name for t in board.metric_figure.data]
+    curves = {t.name: t for t in board.metric_figure.data}
+    assert "mean_token_accuracy" in curves
+    assert list(curves["accuracy"].x) == [2, 4] and "ece" in curves  # label-word scoring of the eval rows, live
     assert "epoch" not in [t.name for t in board.metric_figure.data]
     assert board.progress.value == board.progress.max == 4 and board.progress.bar_style == "success"
     assert "step 4/4" in board.readout.value and "tokens/s" in board.readout.value

@@ -18,6 +18,7 @@ import ipywidgets as w
 import plotly.graph_objects as go
 
 from ..errors import ConfigError, PbftError
+from ..evaluation import label_word_metric
 from ..inspection import snapshot_prompt
 from ..methods import PeftSetup, apply_method
 from ..registry import MethodSpec, Option, methods_for_task, spec_of
@@ -54,7 +55,9 @@ class TrainingDashboard(View):
     """Method picker, options with their defaults, Start/Stop, progress, live curves and readouts.
 
     ``template`` may be a PromptTemplate or a PromptEditor (its current template is read at Start).
-    Extra keyword arguments go to ``train()`` (e.g. ``eval_every``, ``metric_fn``, ``smoke``).
+    Extra keyword arguments go to ``train()`` (e.g. ``eval_every``, ``metric_fn``, ``smoke``). A causal LM
+    with a verbalizer template and ``eval_rows`` shows validation accuracy, macro-F1 and ECE by
+    label-word scoring at every evaluation unless another ``metric_fn`` is given.
     ``background=True`` trains in a thread so the notebook stays responsive; ``.wait()`` joins it.
     After a run, ``.result`` is the TrainResult, ``.setup`` the PeftSetup, ``.history`` the events.
     """
@@ -194,11 +197,13 @@ class TrainingDashboard(View):
 
     def _run(self, setup: PeftSetup, template: Any, resume: bool) -> None:
         try:
+            options = dict(self.train_kwargs)
+            if self.eval_rows and self.task == "causal-lm" and getattr(template, "verbalizer", None) is not None:
+                options.setdefault("metric_fn", label_word_metric(self.tokenizer, template, self.eval_rows))
             self.result = train(setup, self.train_rows, tokenizer=self.tokenizer, template=template,
                                 eval_rows=self.eval_rows, output_dir=self.output_dir, max_steps=self.max_steps.value,
                                 batch_size=self.batch_size.value, learning_rate=self.learning_rate.value,
-                                listeners=[self._on_event], control=self.control, resume=resume,
-                                **self.train_kwargs)
+                                listeners=[self._on_event], control=self.control, resume=resume, **options)
         except Exception as exc:  # a background thread has nowhere else to report to
             self.error = exc
             self.progress.bar_style = "danger"

@@ -172,6 +172,13 @@ def _sequence_adapter_on_token_model(bench: Bench):
     return load_adapter(_token_model_of_the_same_encoder(bench), _sequence_adapter(bench))
 
 
+def _token_bank_probabilities(bench: Bench):
+    from pbft_widgets import AdapterBank
+
+    bank = AdapterBank(bench.bert("token-classification", LABELS), bench.bert_tokenizer)
+    return bank.predict(None, ["no findings"], probabilities=True)
+
+
 def _sequence_adapter_in_token_bank(bench: Bench):
     from pbft_widgets import AdapterBank
 
@@ -240,9 +247,9 @@ CASES: list[Case] = [
     Case("bank-task-twice", "adapter", "adding a task name the bank already holds",
          E.AdapterError, "choose another name",
          _bank_call(lambda bank, bench: bank.add("legal", bench.adapter("lora"))), says=("already in the bank",)),
-    Case("bank-predict-on-causal-lm", "adapter", "bank.predict() on a bank of a causal LM",
-         E.AdapterError, "use bank.generate(task, prompts)",
-         _bank_call(lambda bank, bench: bank.predict("legal", ["text"]))),
+    Case("bank-predict-on-causal-lm", "adapter", "bank.predict() on a bank of a causal LM without a template",
+         E.AdapterError, "pass template= (the PromptTemplate with the verbalizer the task was trained with)",
+         _bank_call(lambda bank, bench: bank.predict("legal", ["text"])), says=("classifies by label words",)),
     Case("bank-adapter-other-base", "adapter", "adding an adapter trained on other base weights",
          E.AdapterError, "load that base model", _bank_call(_add_adapter_of_other_weights),
          says=("the given model is a model with other weights",)),
@@ -260,4 +267,6 @@ CASES: list[Case] = [
     Case("bank-adapter-other-task-head", "adapter", "a sequence-classification adapter in a token-classification bank",
          E.AdapterError, "put it in a bank built on a matching base model", _sequence_adapter_in_token_bank,
          says=("for sequence-classification but this bank serves a token-classification",)),
+    Case("bank-probabilities-per-word", "adapter", "bank.predict(..., probabilities=True) on a token-classification bank",
+         E.AdapterError, "call predict(task, texts) without probabilities=", _token_bank_probabilities),
 ]

@@ -1,0 +1,252 @@
+"""Label-word scoring: classify with a cloze template by the label words' probabilities at the answer.
+
+The PBFT literature (PET, LM-BFF, OpenPrompt's verbalizers) reads a class from the language model's
+distribution at the output indicator instead of generating text and parsing it: every label gets a
+score, so no prediction can fall outside the label set, each row gets probabilities over the labels,
+and one forward pass replaces a generation loop.
+
+How a label is scored:
+
+* a word's score is the **sum** of its tokens' log-probabilities (teacher forcing: token k is
+  scored given the prompt and tokens 1..k-1). The sum is log P(word | prompt), so the scores of
+  all words define one distribution; a mean would favour long words by an amount that depends on
+  the tokenizer and would no longer be a probability. Short words' head start is a bias like any
+  other, and contextual calibration (:mod:`pbft_widgets.calibration`) measures and removes it.
+* a label with several words (synonyms) scores the **logsumexp** of its words: P(label) is the
+  probability that the model says any of them.
+* probabilities over the labels are the softmax of the label scores (the model's belief restricted
+  to the label set).
+
+Every row is scored in one forward pass over right-padded prompts (right padding leaves the text's
+positions alone for every method, including the virtual tokens of prompt tuning and P-tuning and the
+cached prefixes of prefix tuning). Words of one token are read from that pass; longer words continue
+from the prompt's cached keys and values, all words of a row in one more batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from peft import PeftModel
+
+from .errors import ConfigError, TemplateError
+from .generation import head_limit, head_logits, plan_batches, warn_cut
+from .model_facts import can_generate, context_limit, device_of, id2label, text_config
+
+
+@dataclass(frozen=True)
+class LabelScores:
+    """Per-row label scores: ``log_probs[i, j]`` is log P(label j's words | prompt i) (not normalised).
+
+    Attributes:
+        labels: the label names, in the verbalizer's order (the columns).
+        log_probs: array of shape (rows, labels).
+    """
+
+    labels: list[str]
+    log_probs: np.ndarray
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        """Softmax over the labels: each row sums to 1."""
+        shifted = self.log_probs - self.log_probs.max(axis=1, keepdims=True)
+        weights = np.exp(shifted)
+        return weights / weights.sum(axis=1, keepdims=True)
+
+    @property
+    def predictions(self) -> list[str]:
+        """The most probable label of each row (always one of ``labels``)."""
+        return [self.labels[j] for j in self.log_probs.argmax(axis=1)]
+
+
+def label_word_ids(template: Any, tokenizer: Any) -> dict[str, list[list[int]]]:
+    """Token ids of every label word in the form the model sees right after the output indicator.
+
+    The form is the completion convention training uses: a space after an indicator that does not
+    end in whitespace, none after a chat template's assistant header.
+
+    Raises:
+        TemplateError: the template has no verbalizer or no output indicator, or two labels have
+            words that tokenise identically (their scores could not be told apart).
+    """
+    verbalizer = getattr(template, "verbalizer", None)
+    if verbalizer is None:
+        raise TemplateError("label-word scoring needs a verbalizer; pass template.with_changes("
+                            "verbalizer=Verbalizer({...})), or evaluate with scoring='generate' and parse=...")
+    if not template.output_indicator.strip():
+        raise TemplateError("label-word scoring reads the label words right after the output indicator, and this "
+                            "template has none; set output_indicator (e.g. 'Answer:'), or use scoring='generate'")
+    space = "" if template.style == "chat" or template.output_indicator[-1].isspace() else " "
+    ids: dict[str, list[list[int]]] = {}
+    owner: dict[tuple[int, ...], tuple[str, str]] = {}
+    for label in verbalizer.labels:
+        ids[label] = []
+        for word in verbalizer.words(label):
+            tokens = tokenizer(space + word, add_special_tokens=False)["input_ids"]
+            if not tokens:
+                raise TemplateError(f"label word {word!r} (label {label!r}) is no token at all for this tokenizer; "
+                                    "choose a word the tokenizer can spell")
+            other = owner.setdefault(tuple(tokens), (label, word))
+            if other[0] != label:
+                raise TemplateError(
+                    f"label words {other[1]!r} (label {other[0]!r}) and {word!r} (label {label!r}) are the same "
+                    f"tokens {tokenizer.convert_ids_to_tokens(tokens)} for this tokenizer, so their labels cannot "
+                    "be told apart; give one of the labels another word")
+            if tuple(tokens) not in map(tuple, ids[label]):
+                ids[label].append(tokens)
+    return ids
+
+
+def score_rows(model: Any, tokenizer: Any, template: Any, rows: Sequence[Mapping[str, Any]], *,
+               batch_size: int = 8) -> LabelScores:
+    """Render ``rows`` with ``template`` and score its verbalizer's words (`score_label_words`)."""
+    word_ids = label_word_ids(template, tokenizer)
+    prompts = [template.render_prompt(row, tokenizer) for row in rows]
+    return score_label_words(model, tokenizer, prompts, word_ids, batch_size=batch_size,
+                             add_special_tokens=template.style != "chat")
+
+
+def score_label_words(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    word_ids: Mapping[str, Sequence[Sequence[int]]],
+    *,
+    batch_size: int = 8,
+    add_special_tokens: bool = True,
+) -> LabelScores:
+    """Score every label's words after each prompt (see the module docstring for how).
+
+    Args:
+        model: a causal LM, plain or with any PBFT adapter (prompt tuning, P-tuning, prefix tuning,
+            LoRA, QLoRA, the prompt+LoRA hybrid).
+        tokenizer: its tokenizer (needs a pad token; ``load_model`` sets one).
+        prompts: rendered prompts ending at the output indicator (``template.render_prompt``).
+        word_ids: label -> token ids of each of its words, from :func:`label_word_ids`.
+        batch_size: prompts per forward pass (scores do not depend on it beyond float rounding).
+        add_special_tokens: False for chat-formatted prompts, which carry their special tokens.
+
+    Returns:
+        `LabelScores` with one row per prompt.
+
+    Example:
+        >>> from pbft_widgets import PromptTemplate, Verbalizer, load_model
+        >>> from pbft_widgets.scoring import label_word_ids, score_label_words
+        >>> lm = load_model()
+        >>> template = PromptTemplate(input_template="Review: {text}", output_indicator="Sentiment:",
+        ...                           style="cloze", verbalizer=Verbalizer({"pos": "positive", "neg": "negative"}))
+        >>> prompts = [template.render_prompt({"text": "a wonderful film"}, lm.tokenizer)]
+        >>> scores = score_label_words(lm.model, lm.tokenizer, prompts, label_word_ids(template, lm.tokenizer))
+        >>> scores.labels, scores.probabilities.shape
+        (['pos', 'neg'], (1, 2))
+    """
+    if not can_generate(model):
+        raise ConfigError("label-word scoring reads a language model's next-token distribution, and this model has "
+                          "a classification head; evaluate it without a verbalizer (its head predicts the labels)")
+    if tokenizer.pad_token_id is None:
+        raise ConfigError("the tokenizer has no pad token, so prompts cannot be batched; set "
+                          "tokenizer.pad_token = tokenizer.eos_token (load_tokenizer/load_model do this)")
+    labels = list(word_ids)
+    words = [(j, list(tokens)) for j, label in enumerate(labels) for tokens in word_ids[label]]
+    longest = max(len(tokens) for _, tokens in words)
+    encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
+    limit = context_limit(model)
+    if limit is not None:
+        room = limit - longest
+        warn_cut([len(ids) - room for ids in encoded], len(encoded), room, "prompts (from the start)",
+                 "shorten the inputs or set the template's max_length")
+        encoded = [ids[-room:] for ids in encoded]
+    word_scores = np.zeros((len(prompts), len(words)))
+    with torch.inference_mode():
+        for batch in plan_batches([len(ids) for ids in encoded], batch_size, equal_length=False):
+            word_scores[batch] = _score_batch(model, tokenizer, [encoded[i] for i in batch], words, longest > 1)
+    log_probs = np.full((len(prompts), len(labels)), -np.inf)
+    for column, (j, _) in enumerate(words):
+        log_probs[:, j] = np.logaddexp(log_probs[:, j], word_scores[:, column])
+    return LabelScores(labels, log_probs)
+
+
+def head_scores(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 8) -> LabelScores:
+    """Label scores from a sequence-classification head: the log-softmax of its logits (long texts: their
+    beginning). Its labels are the head's id2label names in id order."""
+    names = id2label(model)
+    texts = [str(text) for text in texts]
+    limit = head_limit(model, tokenizer)
+    warn_cut([len(ids) - limit for ids in tokenizer(texts)["input_ids"]] if texts else [], len(texts), limit,
+             "texts", "only their beginning was classified; split long texts or summarise them first")
+    log_probs = np.zeros((len(texts), len(names)))
+    for batch in plan_batches([len(t) for t in texts], batch_size, equal_length=False):
+        encoding = tokenizer([texts[i] for i in batch], truncation=True, max_length=limit, padding=True,
+                             padding_side="right", return_tensors="pt")
+        logits = head_logits(model, encoding.to(device_of(model)))
+        if logits.dim() != 2:
+            raise ConfigError("task_kind='classification' needs a sequence-classification model (one label per "
+                              "text); load it with task='sequence-classification', or use task_kind='ner' for a "
+                              "token head")
+        log_probs[batch] = logits.float().log_softmax(-1).cpu().numpy()
+    return LabelScores([names[i] for i in range(len(names))], log_probs)
+
+
+def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: int = 8) -> list[str]:
+    """One label per text from a sequence-classification head (the argmax of :func:`head_scores`)."""
+    return head_scores(model, tokenizer, texts, batch_size).predictions
+
+
+def _score_batch(model: Any, tokenizer: Any, encoded: list[list[int]], words: list[tuple[int, list[int]]],
+                 continue_words: bool) -> np.ndarray:
+    """log P(word | prompt) for every prompt of one batch and every word: (prompts, words)."""
+    padded = tokenizer.pad({"input_ids": encoded}, padding_side="right", return_tensors="pt").to(device_of(model))
+    output = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], use_cache=continue_words)
+    width = padded["input_ids"].shape[1]
+    lengths = padded["attention_mask"].sum(1)
+    logit_offset = output.logits.shape[1] - width  # virtual tokens prepended to the input
+    last = output.logits[torch.arange(len(encoded)), logit_offset + lengths - 1].float().log_softmax(-1)
+    scores = last[:, [tokens[0] for _, tokens in words]].double()
+    if continue_words:
+        cache = output.past_key_values
+        position_offset = cache.get_seq_length() - width  # virtual tokens or prefixes before the text
+        longer = [k for k, (_, tokens) in enumerate(words) if len(tokens) > 1]
+        for row in range(len(encoded)):
+            rest = _continuation(model, tokenizer, cache, row, padded["attention_mask"][row], position_offset,
+                                 int(lengths[row]), [words[k][1] for k in longer])
+            scores[row, longer] += rest
+    return scores.cpu().numpy()
+
+
+def _continuation(model: Any, tokenizer: Any, cache: Any, row: int, mask: torch.Tensor, position_offset: int,
+                  length: int, words: list[list[int]]) -> torch.Tensor:
+    """Sum of log-probs of tokens 2.. of each word, continuing ``row``'s cached prompt (one batch)."""
+    from transformers import DynamicCache
+
+    n = len(words)
+    steps = max(len(tokens) for tokens in words) - 1
+    copies = [(layer.keys[row : row + 1].expand(n, -1, -1, -1), layer.values[row : row + 1].expand(n, -1, -1, -1))
+              for layer in cache.layers]
+    row_cache = DynamicCache(ddp_cache_data=copies, config=text_config(model))
+    device = mask.device
+    inputs = torch.full((n, steps), tokenizer.pad_token_id, dtype=torch.long, device=device)
+    targets = torch.zeros((n, steps), dtype=torch.long, device=device)
+    present = torch.zeros((n, steps), dtype=torch.bool, device=device)
+    for k, tokens in enumerate(words):
+        inputs[k, : len(tokens) - 1] = torch.tensor(tokens[:-1])
+        targets[k, : len(tokens) - 1] = torch.tensor(tokens[1:])
+        present[k, : len(tokens) - 1] = True
+    before = torch.cat([torch.ones(position_offset, device=device, dtype=mask.dtype), mask])
+    attention = torch.cat([before.expand(n, -1), present.to(mask.dtype)], dim=1)
+    positions = (position_offset + length + torch.arange(steps, device=device)).expand(n, -1)
+    logits = _text_model(model)(input_ids=inputs, attention_mask=attention, position_ids=positions,
+                                past_key_values=row_cache, use_cache=False).logits
+    token_scores = logits.float().log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    return (token_scores.double() * present).sum(1)
+
+
+def _text_model(model: Any) -> Any:
+    """The module that continues from a cache: prompt-learning wrappers would prepend their prompt again,
+    so they are unwrapped (their prompt is already in the cache); LoRA layers stay active inside."""
+    while isinstance(model, PeftModel) and model.active_peft_config.is_prompt_learning:
+        model = model.base_model
+    return model
