@@ -17,10 +17,13 @@ How a label is scored:
 * probabilities over the labels are the softmax of the label scores (the model's belief restricted
   to the label set).
 
-Every row is scored in one forward pass over right-padded prompts (right padding leaves the text's
-positions alone for every method, including the virtual tokens of prompt tuning and P-tuning and the
-cached prefixes of prefix tuning). Words of one token are read from that pass; longer words continue
-from the prompt's cached keys and values, all words of a row in one more batch.
+The tokens every prompt starts with (the instruction, the demonstrations of a few-shot prompt) run
+through the model once; their keys and values are shared by all rows, and each row's own tokens
+follow in batched, right-padded forward passes with explicit positions (so padding never moves the
+text, whatever the method: the virtual tokens of prompt tuning and P-tuning and the prefixes of
+prefix tuning sit in that shared cache). Only the answer position's logits are computed. Words of
+one token are read from that pass; longer words continue from the row's cached keys and values, all
+of a row's words in one more batch.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from peft import PeftModel
 
 from .errors import ConfigError, TemplateError
 from .generation import head_limit, head_logits, plan_batches, warn_cut
-from .model_facts import can_generate, context_limit, device_of, id2label, text_config
+from .model_facts import can_generate, context_limit, device_of, id2label, text_config, virtual_tokens
 
 
 @dataclass(frozen=True)
@@ -160,10 +163,13 @@ def score_label_words(
         warn_cut([len(ids) - room for ids in encoded], len(encoded), room, "prompts (from the start)",
                  "shorten the inputs or set the template's max_length")
         encoded = [ids[-room:] for ids in encoded]
+    shared = _shared_length(encoded)
     word_scores = np.zeros((len(prompts), len(words)))
     with torch.inference_mode():
-        for batch in plan_batches([len(ids) for ids in encoded], batch_size, equal_length=False):
-            word_scores[batch] = _score_batch(model, tokenizer, [encoded[i] for i in batch], words, longest > 1)
+        prefix = _prefix(model, encoded[0][:shared]) if shared else None
+        suffixes = [ids[shared:] for ids in encoded]
+        for batch in plan_batches([len(ids) for ids in suffixes], batch_size, equal_length=False):
+            word_scores[batch] = _score_batch(model, tokenizer, [suffixes[i] for i in batch], words, prefix)
     log_probs = np.full((len(prompts), len(labels)), -np.inf)
     for column, (j, _) in enumerate(words):
         log_probs[:, j] = np.logaddexp(log_probs[:, j], word_scores[:, column])
@@ -196,37 +202,85 @@ def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], batch_size:
     return head_scores(model, tokenizer, texts, batch_size).predictions
 
 
+@dataclass(frozen=True)
+class _Prefix:
+    """The keys and values of the tokens every prompt starts with, computed once for all rows."""
+
+    cache: Any
+    length: int  # cached positions: virtual tokens or prefixes plus the shared text
+
+
+def _shared_length(encoded: list[list[int]]) -> int:
+    """Tokens all prompts share at their start (instructions, demonstrations), leaving each at least one."""
+    shortest = min(len(ids) for ids in encoded)
+    shared = 0
+    while shared < shortest - 1 and all(ids[shared] == encoded[0][shared] for ids in encoded):
+        shared += 1
+    return shared
+
+
+def _prefix(model: Any, ids: list[int]) -> _Prefix:
+    """Run the shared tokens once through the model as it is (the adapter inserts its prompt here)."""
+    tokens = torch.tensor([ids], device=device_of(model))
+    output = model(input_ids=tokens, attention_mask=torch.ones_like(tokens), use_cache=True, logits_to_keep=1)
+    cache = output.past_key_values
+    return _Prefix(cache, cache.get_seq_length())
+
+
+def _expanded(model: Any, cache: Any, row: int, copies: int) -> Any:
+    """A cache holding ``row`` of ``cache`` ``copies`` times (views: nothing is copied until it grows)."""
+    from transformers import DynamicCache
+
+    layers = [(layer.keys[row : row + 1].expand(copies, -1, -1, -1),
+               layer.values[row : row + 1].expand(copies, -1, -1, -1)) for layer in cache.layers]
+    return DynamicCache(ddp_cache_data=layers, config=text_config(model))
+
+
 def _score_batch(model: Any, tokenizer: Any, encoded: list[list[int]], words: list[tuple[int, list[int]]],
-                 continue_words: bool) -> np.ndarray:
-    """log P(word | prompt) for every prompt of one batch and every word: (prompts, words)."""
+                 prefix: _Prefix | None) -> np.ndarray:
+    """log P(word | prompt) for every prompt of one batch and every word: (prompts, words).
+
+    ``encoded`` holds what follows the shared prefix. Only the last real position's logits are
+    computed (a vocabulary-sized row per prompt, not per token).
+    """
+    continue_words = any(len(tokens) > 1 for _, tokens in words)
     padded = tokenizer.pad({"input_ids": encoded}, padding_side="right", return_tensors="pt").to(device_of(model))
-    output = model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], use_cache=continue_words)
-    width = padded["input_ids"].shape[1]
-    lengths = padded["attention_mask"].sum(1)
-    logit_offset = output.logits.shape[1] - width  # virtual tokens prepended to the input
-    last = output.logits[torch.arange(len(encoded)), logit_offset + lengths - 1].float().log_softmax(-1)
+    mask = padded["attention_mask"]
+    lengths = mask.sum(1)
+    if prefix is None:  # nothing shared: the adapter inserts its prompt in this pass
+        offset, before = virtual_tokens(model), 0
+        ends = offset + lengths - 1
+        keep = torch.unique(ends)
+        output = model(input_ids=padded["input_ids"], attention_mask=mask, use_cache=continue_words,
+                       logits_to_keep=keep)
+    else:
+        before = prefix.length
+        ends = lengths - 1
+        keep = torch.unique(ends)
+        attention = torch.cat([torch.ones(len(encoded), before, dtype=mask.dtype, device=mask.device), mask], 1)
+        positions = (before + torch.arange(mask.shape[1], device=mask.device)).expand(len(encoded), -1)
+        output = _text_model(model)(input_ids=padded["input_ids"], attention_mask=attention, position_ids=positions,
+                                    past_key_values=_expanded(model, prefix.cache, 0, len(encoded)),
+                                    use_cache=continue_words, logits_to_keep=keep)
+    column = torch.searchsorted(keep, ends)
+    last = output.logits[torch.arange(len(encoded)), column].float().log_softmax(-1)
     scores = last[:, [tokens[0] for _, tokens in words]].double()
     if continue_words:
         cache = output.past_key_values
-        position_offset = cache.get_seq_length() - width  # virtual tokens or prefixes before the text
+        if prefix is None:
+            before = cache.get_seq_length() - mask.shape[1]  # virtual tokens or prefixes before the text
         longer = [k for k, (_, tokens) in enumerate(words) if len(tokens) > 1]
         for row in range(len(encoded)):
-            rest = _continuation(model, tokenizer, cache, row, padded["attention_mask"][row], position_offset,
-                                 int(lengths[row]), [words[k][1] for k in longer])
-            scores[row, longer] += rest
+            scores[row, longer] += _continuation(model, tokenizer, cache, row, mask[row], before, int(lengths[row]),
+                                                 [words[k][1] for k in longer])
     return scores.cpu().numpy()
 
 
 def _continuation(model: Any, tokenizer: Any, cache: Any, row: int, mask: torch.Tensor, position_offset: int,
                   length: int, words: list[list[int]]) -> torch.Tensor:
     """Sum of log-probs of tokens 2.. of each word, continuing ``row``'s cached prompt (one batch)."""
-    from transformers import DynamicCache
-
     n = len(words)
     steps = max(len(tokens) for tokens in words) - 1
-    copies = [(layer.keys[row : row + 1].expand(n, -1, -1, -1), layer.values[row : row + 1].expand(n, -1, -1, -1))
-              for layer in cache.layers]
-    row_cache = DynamicCache(ddp_cache_data=copies, config=text_config(model))
     device = mask.device
     inputs = torch.full((n, steps), tokenizer.pad_token_id, dtype=torch.long, device=device)
     targets = torch.zeros((n, steps), dtype=torch.long, device=device)
@@ -239,7 +293,7 @@ def _continuation(model: Any, tokenizer: Any, cache: Any, row: int, mask: torch.
     attention = torch.cat([before.expand(n, -1), present.to(mask.dtype)], dim=1)
     positions = (position_offset + length + torch.arange(steps, device=device)).expand(n, -1)
     logits = _text_model(model)(input_ids=inputs, attention_mask=attention, position_ids=positions,
-                                past_key_values=row_cache, use_cache=False).logits
+                                past_key_values=_expanded(model, cache, row, n), use_cache=False).logits
     token_scores = logits.float().log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return (token_scores.double() * present).sum(1)
 

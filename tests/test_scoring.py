@@ -18,8 +18,8 @@ from pbft_widgets.scoring import label_word_ids, score_label_words
 TEXTS = ["a wonderful, moving film", "dull", "the plot falls apart in the second half and never recovers", "fine"]
 # single-token and multi-token words, and a label with two words (logsumexp)
 WORDS = {"pos": ["positive", "wonderfully uplifting"], "neg": "negative", "mixed": "ambivalent-ish"}
-TEMPLATE = PromptTemplate(input_template="Review: {text}", output_indicator="Sentiment:", style="cloze",
-                          verbalizer=Verbalizer(WORDS, allow_multi_token=True))
+TEMPLATE = PromptTemplate(instruction="Is this review positive, negative or ambivalent?", input_template="Review: {text}",
+                          output_indicator="Sentiment:", style="cloze", verbalizer=Verbalizer(WORDS, allow_multi_token=True))
 
 
 def reference_scores(model, tokenizer, prompt: str, word_ids) -> np.ndarray:
@@ -49,8 +49,10 @@ def lm(tiny_causal_lm):
     return tiny_causal_lm
 
 
+@pytest.mark.parametrize("shared", ["instruction", "nothing"])
 @pytest.mark.parametrize("method", [None, *METHODS])
-def test_batched_scores_equal_the_one_by_one_reference(lm, smol_tokenizer, tmp_path, method, one_thread):
+def test_batched_scores_equal_the_one_by_one_reference(lm, smol_tokenizer, tmp_path, method, shared, one_thread):
+    """Prompts sharing an instruction take the shared-prefix path; prompts sharing no first token the other."""
     if method is None:
         model = lm
     else:
@@ -70,6 +72,9 @@ def test_batched_scores_equal_the_one_by_one_reference(lm, smol_tokenizer, tmp_p
     word_ids = label_word_ids(TEMPLATE, smol_tokenizer)
     assert any(len(w) > 1 for words in word_ids.values() for w in words)
     prompts = [TEMPLATE.render_prompt({"text": t}, smol_tokenizer) for t in TEXTS]
+    if shared == "nothing":  # every prompt starts with its own text
+        prompts = [prompt.split("\n\n", 1)[1].replace("Review: ", "", 1) for prompt in prompts]
+        assert len({smol_tokenizer(p)["input_ids"][0] for p in prompts}) == len(prompts)
     scores = score_label_words(model, smol_tokenizer, prompts, word_ids, batch_size=3)
     expected = np.stack([reference_scores(model, smol_tokenizer, p, word_ids) for p in prompts])
     np.testing.assert_allclose(scores.log_probs, expected, atol=2e-4)
