@@ -48,6 +48,16 @@ def tiny_llama(tokenizer, seed: int = 0):
     return LlamaForCausalLM(config).eval()
 
 
+def spice(model, seed: int = 1):
+    """Re-draw matrix weights with std 0.3 (seeded) so greedy outputs and label scores vary with clear margins."""
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() > 1:
+                param.normal_(0.0, 0.3)
+    return model.eval()
+
+
 def tiny_bert(tokenizer, **changes):
     """A 2-layer BERT config with ``tokenizer``'s vocabulary; build heads with from_config in the test."""
     from transformers import BertConfig

@@ -10,6 +10,7 @@ import torch
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
 
+from conftest import spice
 from pbft_widgets import hybrid
 from pbft_widgets.adapters import MANIFEST, load_adapter, save_adapter
 from pbft_widgets.methods import apply_method
@@ -22,12 +23,7 @@ PROMPT = "Question: capital of Spain? Answer:"
 @pytest.fixture
 def lm(tiny_causal_lm):
     """The tiny model with matrix weights re-drawn (std 0.3) so greedy tokens vary with clear margins."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for param in tiny_causal_lm.parameters():
-            if param.dim() > 1:
-                param.normal_(0.0, 0.3)
-    return tiny_causal_lm
+    return spice(tiny_causal_lm)
 
 
 def batch(tokenizer):

@@ -13,6 +13,7 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification, BertForTokenClassification
 
+from conftest import spice
 from pbft_widgets.adapters import load_adapter, save_adapter
 from pbft_widgets.methods import apply_method, describe_methods
 from pbft_widgets.model_facts import quantization_of
@@ -22,16 +23,6 @@ from pbft_widgets.templates import PromptTemplate, Verbalizer
 TEXTS = ["Review: a moving, funny film. Sentiment: positive", "Review: dull and far too long. Sentiment: negative"]
 PROMPT = "Review: a fine film. Sentiment:"
 LABELS = {0: "O", 1: "B-DIS", 2: "I-DIS"}
-
-
-def spice(model):
-    """Re-draw matrix weights with std 0.3 (seeded) so greedy outputs vary and margins are clear."""
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0.0, 0.3)
-    return model
 
 
 @pytest.fixture

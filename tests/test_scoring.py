@@ -9,6 +9,7 @@ import pytest
 import torch
 from peft import PeftModel
 
+from conftest import spice
 from pbft_widgets import PromptTemplate, Verbalizer, load_model
 from pbft_widgets.methods import apply_method
 from pbft_widgets.model_facts import virtual_tokens
@@ -41,12 +42,7 @@ def reference_scores(model, tokenizer, prompt: str, word_ids) -> np.ndarray:
 
 @pytest.fixture
 def lm(tiny_causal_lm):
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for param in tiny_causal_lm.parameters():
-            if param.dim() > 1:
-                param.normal_(0.0, 0.3)
-    return tiny_causal_lm
+    return spice(tiny_causal_lm)
 
 
 @pytest.mark.parametrize("shared", ["instruction", "nothing"])

@@ -14,6 +14,7 @@ import torch
 from peft import PeftModel
 from transformers import BertForSequenceClassification, BertForTokenClassification, LlamaConfig, LlamaForCausalLM
 
+from conftest import spice
 from pbft_widgets import PromptTemplate, Verbalizer, evaluate, load_model
 from pbft_widgets.adapters import FORMAT_VERSION, MANIFEST, load_adapter, save_adapter
 from pbft_widgets.errors import AdapterError
@@ -24,15 +25,6 @@ from pbft_widgets.serve import AdapterBank
 PROMPTS = ["Translate to Nahuatl: water", "Summarise: the licence grants a worldwide right to use the code",
            "Hi", "Docstring for def add(a, b): return a + b"]
 LABELS = {0: "O", 1: "B-DIS", 2: "I-DIS"}
-
-
-def spice(model, seed: int = 1):
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for param in model.parameters():
-            if param.dim() > 1:
-                param.normal_(0.0, 0.3)
-    return model.eval()
 
 
 @pytest.fixture
@@ -252,16 +244,22 @@ ROWS = [{"text": text, "answer": "a"} for text in PROMPTS]
 GENERATION = PromptTemplate(input_template="{text}", output_indicator="Answer:", target_field="answer")
 
 
-@pytest.mark.parametrize("method", METHODS)
-def test_the_bank_serves_exactly_what_evaluate_scored(lm, smol_tokenizer, tmp_path, method):
-    """Same rows, same adapter: AdapterBank.generate and evaluate() return the same strings, for every method."""
+def saved_adapter(lm, tokenizer, tmp_path, method):
+    """Save ``lm`` as a base folder and a distinct adapter of ``method`` at tmp_path/method."""
     folder = tmp_path / "base"
     lm.save_pretrained(folder)
-    smol_tokenizer.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
     quantization = "4bit" if spec_of(method).needs_4bit else None
     base = load_model(folder, quantization=quantization)
     options = {"r": 4} if spec_of(method).mergeable else {"num_virtual_tokens": 5}
     make_adapter(base.model, method, tmp_path / method, seed=3, tokenizer=base.tokenizer, **options)
+    return folder, quantization, base
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_bank_serves_exactly_what_evaluate_scored(lm, smol_tokenizer, tmp_path, method):
+    """Same rows, same adapter: AdapterBank.generate and evaluate() return the same strings, for every method."""
+    folder, quantization, base = saved_adapter(lm, smol_tokenizer, tmp_path, method)
     scored = evaluate(load_adapter(load_model(folder, quantization=quantization).model, tmp_path / method).model,
                       base.tokenizer, ROWS, template=GENERATION, task_kind="generation", max_new_tokens=8,
                       batch_size=3)
@@ -300,13 +298,7 @@ REVIEWS = [{"text": text, "label": label} for text, label in
 @pytest.mark.parametrize("method", METHODS)
 def test_the_bank_classifies_with_the_probabilities_evaluate_scored(lm, smol_tokenizer, tmp_path, method):
     """Label-word scoring through the bank equals evaluate()'s, labels and probabilities, for every method."""
-    folder = tmp_path / "base"
-    lm.save_pretrained(folder)
-    smol_tokenizer.save_pretrained(folder)
-    quantization = "4bit" if spec_of(method).needs_4bit else None
-    base = load_model(folder, quantization=quantization)
-    options = {"r": 4} if spec_of(method).mergeable else {"num_virtual_tokens": 5}
-    make_adapter(base.model, method, tmp_path / method, seed=3, tokenizer=base.tokenizer, **options)
+    folder, quantization, base = saved_adapter(lm, smol_tokenizer, tmp_path, method)
     scored = evaluate(load_adapter(load_model(folder, quantization=quantization).model, tmp_path / method).model,
                       base.tokenizer, REVIEWS, template=CLOZE, task_kind="classification", batch_size=3)
     bank = AdapterBank(load_model(folder, quantization=quantization).model, base.tokenizer, batch_size=3)

@@ -88,10 +88,6 @@ def _probabilities_of_wrong_shape(bench: Bench):
     return probability_scores(np.full((3, 2), 0.5), ["pos", "neg"], ["pos", "neg"])
 
 
-def _cloze(**changes):
-    return template(**changes)
-
-
 def _generate_with_calibration(bench: Bench):
     from pbft_widgets import evaluate
     from pbft_widgets.calibration import no_calibration
@@ -115,7 +111,7 @@ CASES: list[Case] = [
     Case("label-words-without-output-indicator", "scoring",
          "label-word scoring with a template whose output indicator is empty",
          E.TemplateError, "set output_indicator (e.g. 'Answer:')",
-         _evaluate(template=_cloze(output_indicator=""), task_kind="classification"),
+         _evaluate(template=template(output_indicator=""), task_kind="classification"),
          says=("reads the label words right after the output indicator",)),
     Case("label-words-on-a-token-classifier", "scoring",
          "scoring a verbalizer's label words with a token-classification model",
@@ -123,18 +119,18 @@ CASES: list[Case] = [
          says=("has a classification head",)),
     Case("label-words-scoring-on-a-classifier", "scoring", "evaluate(..., scoring='label-words') on a classification head",
          E.ConfigError, "drop scoring=",
-         _evaluate(model="sequence-classification", template=_cloze(), task_kind="classification",
+         _evaluate(model="sequence-classification", template=template(), task_kind="classification",
                    scoring="label-words"), says=("has a classification head",)),
     Case("label-words-for-generation", "scoring", "scoring='label-words' with task_kind='generation'",
-         E.ConfigError, "drop scoring=", _evaluate(template=_cloze(), task_kind="generation", scoring="label-words"),
+         E.ConfigError, "drop scoring=", _evaluate(template=template(), task_kind="generation", scoring="label-words"),
          says=("is not classification",)),
     Case("scoring-unknown", "scoring", "scoring='logits'",
          E.ConfigError, "use one of label-words, generate",
-         _evaluate(template=_cloze(), task_kind="classification", scoring="logits")),
+         _evaluate(template=template(), task_kind="classification", scoring="logits")),
     Case("label-words-with-generation-options", "scoring",
          "max_new_tokens passed to a classification that scores label words (nothing is generated)",
          E.ConfigError, "pass scoring='generate' to generate, or drop them",
-         _evaluate(template=_cloze(), task_kind="classification", max_new_tokens=4)),
+         _evaluate(template=template(), task_kind="classification", max_new_tokens=4)),
     Case("calibration-without-probabilities", "scoring", "a calibration passed to an evaluation that generates",
          E.ConfigError, "use it with classification by label words or by a classification head",
          _generate_with_calibration),
