@@ -162,6 +162,11 @@ def stamp(command: str) -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                                 text=True).stdout.strip() or None
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                  ":!benchmarks/results", ":!README.md", ":!benchmarks/README.md"],
+                                 cwd=REPO, capture_output=True, text=True).stdout.strip()
+        if commit and changed:  # measured code that no commit holds: say so
+            commit += "+uncommitted changes"
     except OSError:  # no git (a copied tree): the date and versions still identify the run
         commit = None
     return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "command": command,

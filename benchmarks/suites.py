@@ -16,12 +16,14 @@ FULL = {"matrix": {"steps": 30, "batch_size": 8, "train_per_type": 60, "test_per
         "baseline": {"steps": 20, "batch_size": 8, "train_per_type": 60, "eval_per_type": 8, "repeats": 3},
         "qlora": {"steps": 10, "batch_size": 8, "train_per_type": 60, "repeats": 3},
         "ner": {"epochs": 3, "batch_size": 16, "steps": None},
-        "inspection": {"repeats": 20, "virtual": 100, "tokens": 256}}
+        "inspection": {"repeats": 20, "virtual": 100, "tokens": 256},
+        "scoring": {"repeats": 3, "test_per_type": 3}}
 SMOKE = {"matrix": {"steps": 2, "batch_size": 2, "train_per_type": 1, "test_per_type": 1},
          "baseline": {"steps": 2, "batch_size": 2, "train_per_type": 1, "eval_per_type": 1, "repeats": 1},
          "qlora": {"steps": 2, "batch_size": 2, "train_per_type": 1, "repeats": 1},
          "ner": {"epochs": 1, "batch_size": 4, "steps": 2},
-         "inspection": {"repeats": 1, "virtual": 100, "tokens": 32}}
+         "inspection": {"repeats": 1, "virtual": 100, "tokens": 32},
+         "scoring": {"repeats": 1, "test_per_type": 1}}
 SUITES = tuple(FULL)
 
 
@@ -50,6 +52,8 @@ def plan(suite: str, budget: dict[str, Any], common: dict[str, Any]) -> Plan:
         return Plan([{**common, **budget, "variant": v} for v in NER_VARIANTS], _ner_summary)
     if suite == "inspection":
         return Plan([{**common, **budget}], _inspection_summary)
+    if suite == "scoring":
+        return Plan([{**common, **budget}], _scoring_summary)
     raise ValueError(f"unknown suite {suite!r}; use one of {', '.join(SUITES)}")
 
 
@@ -123,3 +127,13 @@ def _inspection_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
             "target_neighbours_ratio": 1.2, "target_attention_ratio": 1.5,
             "neighbours_target_met": case["neighbours_ratio"] <= 1.2,
             "attention_target_met": case["attention_ratio"] <= 1.5}
+
+
+def _scoring_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    prompts = cases[0]["prompts"]
+    out: dict[str, Any] = {"target_speedup": 5.0, "target_accuracy_ratio": 2.0}
+    for prompt, c in prompts.items():
+        out[prompt] = {"speedup": c["speedup"], "speedup_target_met": c["speedup"] >= 5.0,
+                       "accuracy_ratio": _ratio(c["label_words_accuracy"], c["generate_accuracy"]),
+                       "outside_labels": c["label_words_outside_labels"]}
+    return out

@@ -84,6 +84,36 @@ def compare(
     return table
 
 
+def columns(row: Mapping[str, Any], *names: str, **renamed: str) -> dict[str, Any]:
+    """Columns of a `compare` row with their interval companions, for a table of your own choosing.
+
+    Args:
+        row: one row of :func:`compare`'s output.
+        *names: columns to keep as they are named (e.g. ``"accuracy"``, ``"delta_accuracy"``).
+        **renamed: column=display name (e.g. ``chrf="chrF++"``; a delta keeps its prefix:
+            ``delta_chrf="delta_chrF++"``).
+
+    Returns:
+        A dict holding each column and, where the row has them, its ``_low`` / ``_high`` bounds,
+        under the display name, so :func:`to_markdown` shows the interval beside the value.
+
+    Example:
+        >>> from pbft_widgets.comparison import columns
+        >>> columns({"accuracy": 0.5, "accuracy_low": 0.4, "accuracy_high": 0.6, "n": 60}, "accuracy")
+        {'accuracy': 0.5, 'accuracy_low': 0.4, 'accuracy_high': 0.6}
+    """
+    picked: dict[str, Any] = {}
+    for column, name in [*((n, n) for n in names), *renamed.items()]:
+        if column not in row:
+            present = sorted(c for c in row if not c.endswith(("_low", "_high")))
+            raise DataError(f"the row has no column {column!r}; choose among {present}")
+        picked[name] = row[column]
+        for side in ("low", "high"):
+            if f"{column}_{side}" in row:
+                picked[f"{name}_{side}"] = row[f"{column}_{side}"]
+    return picked
+
+
 def _add_interval(row: dict[str, Any], column: str, bounds: Mapping[str, tuple[float, float]]) -> None:
     if column in bounds:
         row[f"{column}_low"], row[f"{column}_high"] = bounds[column]

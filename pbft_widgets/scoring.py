@@ -202,6 +202,10 @@ def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], batch_size:
     return head_scores(model, tokenizer, texts, batch_size).predictions
 
 
+# (row, word) continuations per forward pass: each copies its row's cached keys and values.
+_CONTINUATIONS_PER_PASS = 32
+
+
 @dataclass(frozen=True)
 class _Prefix:
     """The keys and values of the tokens every prompt starts with, computed once for all rows."""
@@ -227,12 +231,20 @@ def _prefix(model: Any, ids: list[int]) -> _Prefix:
     return _Prefix(cache, cache.get_seq_length())
 
 
-def _expanded(model: Any, cache: Any, row: int, copies: int) -> Any:
-    """A cache holding ``row`` of ``cache`` ``copies`` times (views: nothing is copied until it grows)."""
+def _expanded(model: Any, cache: Any, copies: int) -> Any:
+    """The one-sequence ``cache`` seen ``copies`` times (views: nothing is copied until it grows)."""
     from transformers import DynamicCache
 
-    layers = [(layer.keys[row : row + 1].expand(copies, -1, -1, -1),
-               layer.values[row : row + 1].expand(copies, -1, -1, -1)) for layer in cache.layers]
+    layers = [(layer.keys.expand(copies, -1, -1, -1), layer.values.expand(copies, -1, -1, -1))
+              for layer in cache.layers]
+    return DynamicCache(ddp_cache_data=layers, config=text_config(model))
+
+
+def _selected(model: Any, cache: Any, rows: torch.Tensor) -> Any:
+    """A cache whose i-th sequence is sequence ``rows[i]`` of ``cache`` (a copy: rows may repeat)."""
+    from transformers import DynamicCache
+
+    layers = [(layer.keys.index_select(0, rows), layer.values.index_select(0, rows)) for layer in cache.layers]
     return DynamicCache(ddp_cache_data=layers, config=text_config(model))
 
 
@@ -260,7 +272,7 @@ def _score_batch(model: Any, tokenizer: Any, encoded: list[list[int]], words: li
         attention = torch.cat([torch.ones(len(encoded), before, dtype=mask.dtype, device=mask.device), mask], 1)
         positions = (before + torch.arange(mask.shape[1], device=mask.device)).expand(len(encoded), -1)
         output = _text_model(model)(input_ids=padded["input_ids"], attention_mask=attention, position_ids=positions,
-                                    past_key_values=_expanded(model, prefix.cache, 0, len(encoded)),
+                                    past_key_values=_expanded(model, prefix.cache, len(encoded)),
                                     use_cache=continue_words, logits_to_keep=keep)
     column = torch.searchsorted(keep, ends)
     last = output.logits[torch.arange(len(encoded)), column].float().log_softmax(-1)
@@ -270,15 +282,23 @@ def _score_batch(model: Any, tokenizer: Any, encoded: list[list[int]], words: li
         if prefix is None:
             before = cache.get_seq_length() - mask.shape[1]  # virtual tokens or prefixes before the text
         longer = [k for k, (_, tokens) in enumerate(words) if len(tokens) > 1]
-        for row in range(len(encoded)):
-            scores[row, longer] += _continuation(model, tokenizer, cache, row, mask[row], before, int(lengths[row]),
-                                                 [words[k][1] for k in longer])
+        pairs = [(row, k) for row in range(len(encoded)) for k in longer]
+        for start in range(0, len(pairs), _CONTINUATIONS_PER_PASS):
+            chunk = pairs[start : start + _CONTINUATIONS_PER_PASS]
+            rows = torch.tensor([row for row, _ in chunk], device=mask.device)
+            tails = _continuation(model, tokenizer, cache, rows, mask, before, lengths, [words[k][1] for _, k in chunk])
+            for (row, k), tail in zip(chunk, tails):
+                scores[row, k] += tail
     return scores.cpu().numpy()
 
 
-def _continuation(model: Any, tokenizer: Any, cache: Any, row: int, mask: torch.Tensor, position_offset: int,
-                  length: int, words: list[list[int]]) -> torch.Tensor:
-    """Sum of log-probs of tokens 2.. of each word, continuing ``row``'s cached prompt (one batch)."""
+def _continuation(model: Any, tokenizer: Any, cache: Any, rows: torch.Tensor, mask: torch.Tensor,
+                  position_offset: int, lengths: torch.Tensor, words: list[list[int]]) -> torch.Tensor:
+    """Sum of log-probs of tokens 2.. of ``words[i]`` after prompt ``rows[i]``, continuing the batch's cache.
+
+    One forward for all (row, word) pairs given: each pair gets its row's cached keys and values, its
+    row's padding mask and positions that continue right after its row's last real token.
+    """
     n = len(words)
     steps = max(len(tokens) for tokens in words) - 1
     device = mask.device
@@ -289,11 +309,11 @@ def _continuation(model: Any, tokenizer: Any, cache: Any, row: int, mask: torch.
         inputs[k, : len(tokens) - 1] = torch.tensor(tokens[:-1])
         targets[k, : len(tokens) - 1] = torch.tensor(tokens[1:])
         present[k, : len(tokens) - 1] = True
-    before = torch.cat([torch.ones(position_offset, device=device, dtype=mask.dtype), mask])
-    attention = torch.cat([before.expand(n, -1), present.to(mask.dtype)], dim=1)
-    positions = (position_offset + length + torch.arange(steps, device=device)).expand(n, -1)
+    before = torch.ones(n, position_offset, device=device, dtype=mask.dtype)
+    attention = torch.cat([before, mask[rows], present.to(mask.dtype)], dim=1)
+    positions = position_offset + lengths[rows].unsqueeze(1) + torch.arange(steps, device=device)
     logits = _text_model(model)(input_ids=inputs, attention_mask=attention, position_ids=positions,
-                                past_key_values=_expanded(model, cache, row, n), use_cache=False).logits
+                                past_key_values=_selected(model, cache, rows), use_cache=False).logits
     token_scores = logits.float().log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
     return (token_scores.double() * present).sum(1)
 

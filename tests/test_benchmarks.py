@@ -18,7 +18,7 @@ def _snapshot(folder):
 
 def test_smoke_run_writes_json_and_markdown_outside_the_committed_results(tmp_path):
     committed = _snapshot(DEFAULT_OUT)
-    assert main(["run", "--smoke", "--suite", "matrix,inspection", "--methods", "lora", "--out", str(tmp_path)]) == 0
+    assert main(["run", "--smoke", "--suite", "matrix,inspection,scoring", "--methods", "lora", "--out", str(tmp_path)]) == 0
 
     matrix = json.loads((tmp_path / "matrix-cpu.json").read_text())
     assert matrix["smoke"] is True and matrix["command"].startswith("python -m benchmarks run --smoke")
@@ -27,7 +27,13 @@ def test_smoke_run_writes_json_and_markdown_outside_the_committed_results(tmp_pa
     assert case["adapter_bytes"] > 0 and case["tokens_per_second"] > 0 and case["peak_memory_bytes"] > 0
     inspection = json.loads((tmp_path / "inspection-cpu.json").read_text())
     assert inspection["summary"]["neighbours_ratio"] > 0 and inspection["summary"]["attention_ratio"] > 0
+    scoring = json.loads((tmp_path / "scoring-cpu.json").read_text())
+    for prompt in ("zero-shot", "few-shot"):
+        case = scoring["cases"][0]["prompts"][prompt]
+        assert case["label_words_outside_labels"] == 0 and case["speedup"] > 0
+        assert case["label_words_seconds"]["n"] == case["generate_seconds"]["n"] == 1
     markdown = (tmp_path / "RESULTS.md").read_text()
+    assert "| few-shot | 4" in markdown
     assert "| lora |" in markdown and "SMOKE RUN" in markdown and "Regenerate: `python -m benchmarks run" in markdown
     assert _snapshot(DEFAULT_OUT) == committed  # a smoke run never touches benchmarks/results
 

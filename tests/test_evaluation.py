@@ -382,6 +382,19 @@ def test_to_markdown_formats_a_comparison():
         "| accuracy [CI] | Δ chrf [CI] |\n| ---: | ---: |\n| 0.500 [0.250, 0.750] | +1.2 [-0.5, +3.0] |\n")
 
 
+def test_columns_keeps_each_chosen_column_with_its_interval_under_its_display_name():
+    from pbft_widgets.comparison import columns
+
+    row = {"name": "t", "chrf": 9.5, "chrf_low": 8.0, "chrf_high": 11.0, "delta_chrf": 1.5,
+           "delta_chrf_low": -0.5, "delta_chrf_high": 3.5, "bleu": 0.4, "n": 20}
+    picked = columns(row, "bleu", chrf="chrF++", delta_chrf="delta_chrF++")
+    assert picked == {"bleu": 0.4, "chrF++": 9.5, "chrF++_low": 8.0, "chrF++_high": 11.0, "delta_chrF++": 1.5,
+                      "delta_chrF++_low": -0.5, "delta_chrF++_high": 3.5}
+    assert to_markdown([picked]).splitlines()[0] == "| bleu | chrF++ [CI] | Δ chrF++ [CI] |"
+    with pytest.raises(DataError, match="no column 'rouge_l'"):
+        columns(row, "rouge_l")
+
+
 def scored(name, kind, predictions, references, **options):
     """An EvalResult whose scores are computed from its predictions, as evaluate() would."""
     from pbft_widgets.metrics import compute_metrics

@@ -1,4 +1,4 @@
-"""Bad calls to evaluate(), generate_texts(), compare() and to_markdown()."""
+"""Bad calls to evaluate(), generate_texts(), compare(), columns() and to_markdown()."""
 
 from __future__ import annotations
 
@@ -62,6 +62,12 @@ def _compare(*results):
     return run
 
 
+def _columns_unknown(bench: Bench):
+    from pbft_widgets.comparison import columns
+
+    return columns({"name": "tuned", "accuracy": 0.5, "accuracy_low": 0.4, "accuracy_high": 0.6}, "f1")
+
+
 def _to_markdown_empty(bench: Bench):
     from pbft_widgets.comparison import to_markdown
 
@@ -115,6 +121,8 @@ CASES: list[Case] = [
          says=("different numbers of examples",)),
     Case("compare-nothing", "evaluation", "compare({})",
          E.DataError, "pass e.g. {'zero-shot': r0, 'tuned': r1}", _compare(), says=("no results",)),
+    Case("columns-unknown", "evaluation", "columns(row, 'f1') on a classification row (it has accuracy)",
+         E.DataError, "choose among ['accuracy', 'name']", _columns_unknown, says=("no column 'f1'",)),
     Case("markdown-empty-table", "evaluation", "to_markdown([])",
          E.DataError, "pass compare(...) output", _to_markdown_empty, says=("empty table",)),
 ]
