@@ -22,8 +22,8 @@ through the model once; their keys and values are shared by all rows, and each r
 follow in batched, right-padded forward passes with explicit positions (so padding never moves the
 text, whatever the method: the virtual tokens of prompt tuning and P-tuning and the prefixes of
 prefix tuning sit in that shared cache). Only the answer position's logits are computed. Words of
-one token are read from that pass; longer words continue from the row's cached keys and values, all
-of a row's words in one more batch.
+one token are read from that pass; the later tokens of longer words follow in one more pass over the
+batch's cached keys and values, all words packed side by side behind a mask that keeps them apart.
 """
 
 from __future__ import annotations
@@ -202,10 +202,6 @@ def predict_labels(model: Any, tokenizer: Any, texts: Sequence[str], batch_size:
     return head_scores(model, tokenizer, texts, batch_size).predictions
 
 
-# (row, word) continuations per forward pass: each copies its row's cached keys and values.
-_CONTINUATIONS_PER_PASS = 32
-
-
 @dataclass(frozen=True)
 class _Prefix:
     """The keys and values of the tokens every prompt starts with, computed once for all rows."""
@@ -237,14 +233,6 @@ def _expanded(model: Any, cache: Any, copies: int) -> Any:
 
     layers = [(layer.keys.expand(copies, -1, -1, -1), layer.values.expand(copies, -1, -1, -1))
               for layer in cache.layers]
-    return DynamicCache(ddp_cache_data=layers, config=text_config(model))
-
-
-def _selected(model: Any, cache: Any, rows: torch.Tensor) -> Any:
-    """A cache whose i-th sequence is sequence ``rows[i]`` of ``cache`` (a copy: rows may repeat)."""
-    from transformers import DynamicCache
-
-    layers = [(layer.keys.index_select(0, rows), layer.values.index_select(0, rows)) for layer in cache.layers]
     return DynamicCache(ddp_cache_data=layers, config=text_config(model))
 
 
@@ -282,40 +270,41 @@ def _score_batch(model: Any, tokenizer: Any, encoded: list[list[int]], words: li
         if prefix is None:
             before = cache.get_seq_length() - mask.shape[1]  # virtual tokens or prefixes before the text
         longer = [k for k, (_, tokens) in enumerate(words) if len(tokens) > 1]
-        pairs = [(row, k) for row in range(len(encoded)) for k in longer]
-        for start in range(0, len(pairs), _CONTINUATIONS_PER_PASS):
-            chunk = pairs[start : start + _CONTINUATIONS_PER_PASS]
-            rows = torch.tensor([row for row, _ in chunk], device=mask.device)
-            tails = _continuation(model, tokenizer, cache, rows, mask, before, lengths, [words[k][1] for _, k in chunk])
-            for (row, k), tail in zip(chunk, tails):
-                scores[row, k] += tail
+        scores[:, longer] += _continuation(model, cache, mask, before, lengths, [words[k][1] for k in longer])
     return scores.cpu().numpy()
 
 
-def _continuation(model: Any, tokenizer: Any, cache: Any, rows: torch.Tensor, mask: torch.Tensor,
-                  position_offset: int, lengths: torch.Tensor, words: list[list[int]]) -> torch.Tensor:
-    """Sum of log-probs of tokens 2.. of ``words[i]`` after prompt ``rows[i]``, continuing the batch's cache.
+def _continuation(model: Any, cache: Any, mask: torch.Tensor, position_offset: int, lengths: torch.Tensor,
+                  words: list[list[int]]) -> torch.Tensor:
+    """Sum of log-probs of tokens 2.. of every word after every prompt of the batch: (prompts, words).
 
-    One forward for all (row, word) pairs given: each pair gets its row's cached keys and values, its
-    row's padding mask and positions that continue right after its row's last real token.
+    All words continue in one pass over the batch's cache: their tokens are packed side by side after
+    each prompt, each token attending to the prompt and to the earlier tokens of its own word only (a
+    4-D mask), at the position it would have right after the prompt. The pass is as long as the
+    words' tokens, instead of one sequence per (prompt, word) each holding a copy of the prompt's keys
+    and values.
     """
-    n = len(words)
-    steps = max(len(tokens) for tokens in words) - 1
     device = mask.device
-    inputs = torch.full((n, steps), tokenizer.pad_token_id, dtype=torch.long, device=device)
-    targets = torch.zeros((n, steps), dtype=torch.long, device=device)
-    present = torch.zeros((n, steps), dtype=torch.bool, device=device)
+    inputs, targets, word_of, step = [], [], [], []
     for k, tokens in enumerate(words):
-        inputs[k, : len(tokens) - 1] = torch.tensor(tokens[:-1])
-        targets[k, : len(tokens) - 1] = torch.tensor(tokens[1:])
-        present[k, : len(tokens) - 1] = True
-    before = torch.ones(n, position_offset, device=device, dtype=mask.dtype)
-    attention = torch.cat([before, mask[rows], present.to(mask.dtype)], dim=1)
-    positions = position_offset + lengths[rows].unsqueeze(1) + torch.arange(steps, device=device)
-    logits = _text_model(model)(input_ids=inputs, attention_mask=attention, position_ids=positions,
-                                past_key_values=_selected(model, cache, rows), use_cache=False).logits
-    token_scores = logits.float().log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return (token_scores.double() * present).sum(1)
+        inputs += tokens[:-1]
+        targets += tokens[1:]
+        word_of += [k] * (len(tokens) - 1)
+        step += range(len(tokens) - 1)
+    rows, packed = mask.shape[0], len(inputs)
+    word_of_t, step_t = torch.tensor(word_of, device=device), torch.tensor(step, device=device)
+    own_word = (word_of_t[:, None] == word_of_t[None, :]) & (step_t[None, :] <= step_t[:, None])
+    prompt = torch.cat([torch.ones(rows, position_offset, dtype=torch.bool, device=device), mask.bool()], 1)
+    allowed = torch.cat([prompt[:, None, :].expand(-1, packed, -1), own_word.expand(rows, -1, -1)], 2)
+    dtype = model.get_input_embeddings().weight.dtype
+    additive = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+    positions = position_offset + lengths[:, None] + step_t[None, :]
+    logits = _text_model(model)(input_ids=torch.tensor(inputs, device=device).expand(rows, -1),
+                                attention_mask=additive[:, None], position_ids=positions, past_key_values=cache,
+                                use_cache=False).logits
+    index = torch.tensor(targets, device=device).expand(rows, -1).unsqueeze(-1)
+    token_scores = logits.float().log_softmax(-1).gather(-1, index).squeeze(-1).double()
+    return torch.zeros(rows, len(words), dtype=torch.float64, device=device).index_add_(1, word_of_t, token_scores)
 
 
 def _text_model(model: Any) -> Any:

@@ -14,7 +14,6 @@ from pbft_widgets import PromptTemplate, Verbalizer, load_model
 from pbft_widgets.methods import apply_method
 from pbft_widgets.model_facts import virtual_tokens
 from pbft_widgets.registry import METHODS, spec_of
-from pbft_widgets import scoring
 from pbft_widgets.scoring import label_word_ids, score_label_words
 
 TEXTS = ["a wonderful, moving film", "dull", "the plot falls apart in the second half and never recovers", "fine"]
@@ -48,11 +47,8 @@ def lm(tiny_causal_lm):
 
 @pytest.mark.parametrize("shared", ["instruction", "nothing"])
 @pytest.mark.parametrize("method", [None, *METHODS])
-def test_batched_scores_equal_the_one_by_one_reference(lm, smol_tokenizer, tmp_path, method, shared, one_thread,
-                                                       monkeypatch):
-    """Prompts sharing an instruction take the shared-prefix path; prompts sharing no first token the other.
-    Multi-token words continue in passes of 4 (row, word) pairs, so a pass splits a batch's rows."""
-    monkeypatch.setattr(scoring, "_CONTINUATIONS_PER_PASS", 4)
+def test_batched_scores_equal_the_one_by_one_reference(lm, smol_tokenizer, tmp_path, method, shared, one_thread):
+    """Prompts sharing an instruction take the shared-prefix path; prompts sharing no first token the other."""
     if method is None:
         model = lm
     else:
