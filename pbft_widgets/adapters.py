@@ -18,7 +18,7 @@ import peft
 import torch
 import transformers
 from peft import PeftConfig, PeftModel, PeftType, PromptTuningInit, get_peft_model, load_peft_weights, \
-    set_peft_model_state_dict
+    prepare_model_for_kbit_training, set_peft_model_state_dict
 
 from . import atomic, hybrid
 from .checkpoints import refuse_incomplete_checkpoint
@@ -284,11 +284,40 @@ def _load_weights(base_model, directory: Path, method: str, is_trainable: bool):
         config = _peft_config(directory)
         if is_trainable and config.is_prompt_learning:
             return _trainable_prompt_model(base_model, directory, config)
-        return PeftModel.from_pretrained(base_model, str(directory), is_trainable=is_trainable)
+        if spec_of(method).needs_4bit and quantization_of(base_model) == "4bit":
+            # apply_method prepared the trained model so (it changes how the 4-bit layers compute);
+            # the reloaded one must compute the same way to answer the same
+            base_model = prepare_model_for_kbit_training(base_model, use_gradient_checkpointing=False)
+        model = PeftModel.from_pretrained(base_model, str(directory), is_trainable=is_trainable)
+        _restore_trained_precision(model, directory)
+        return model
     except (SafetensorError, OSError, RuntimeError) as exc:
         raise AdapterError(f"could not load the adapter in {directory} ({str(exc).splitlines()[0]}); its files "
                            "may be corrupted or made for another base model: re-save it with save_adapter(..., "
                            "overwrite=True) or load the last good checkpoint") from None
+
+
+_HALF_PRECISION = {"BF16": torch.bfloat16, "F16": torch.float16}
+
+
+def _restore_trained_precision(model, directory: Path) -> None:
+    """Give a 4-bit model's adapter back the half precision it was trained and saved in.
+
+    TRL trains QLoRA adapters in bf16 (the QLoRA paper's recipe) and they are saved so, while PEFT
+    casts adapter weights to fp32 when loading: the reloaded model would compute in another precision
+    and answer differently from the one that was trained.
+    """
+    from safetensors import safe_open
+
+    weights = directory / "adapter_model.safetensors"
+    if quantization_of(model) != "4bit" or not weights.is_file():
+        return
+    with safe_open(str(weights), "pt") as handle:
+        saved = {handle.get_slice(key).get_dtype() for key in handle.keys()}
+    if len(saved) == 1 and (dtype := _HALF_PRECISION.get(saved.pop())) is not None:
+        for name, param in model.named_parameters():
+            if "lora_" in name and param.is_floating_point():
+                param.data = param.data.to(dtype)
 
 
 def _trainable_prompt_model(base_model, directory: Path, config: PeftConfig):
