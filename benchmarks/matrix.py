@@ -49,8 +49,8 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
         adapter_weights = sum(f.stat().st_size for f in result.adapter_path.rglob("*.safetensors"))
     timing = StepClock.summary(clock_cls.instances[-1])
     train_peak = cuda_peak(device) if device == "cuda" else peak_rss()
-    scores = evaluate(setup.model, lm.tokenizer, test_rows, template=template, task_kind="classification", scoring="generate",
-                      batch_size=16).scores
+    scores = evaluate(setup.model, lm.tokenizer, test_rows, template=template, task_kind="classification",
+                      scoring="generate", batch_size=16).scores
     return {"method": method, "device": device, "trainable_params": setup.report.trainable_params,
             "total_params": setup.report.total_params, "percent_trainable": setup.report.percent_trainable,
             "adapter_bytes": adapter, "adapter_weight_bytes": adapter_weights, **timing,

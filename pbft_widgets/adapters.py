@@ -18,9 +18,10 @@ import peft
 import torch
 import transformers
 from peft import PeftConfig, PeftModel, PeftType, PromptTuningInit, get_peft_model, load_peft_weights, \
-    prepare_model_for_kbit_training, set_peft_model_state_dict
+    set_peft_model_state_dict
 
 from . import atomic, hybrid
+from .builders import prepare_4bit_base
 from .checkpoints import refuse_incomplete_checkpoint
 from .errors import AdapterError, ConfigError
 from .methods import PeftSetup, has_prompt_encoder_weights, method_report, prompt_encoder_state
@@ -285,9 +286,7 @@ def _load_weights(base_model, directory: Path, method: str, is_trainable: bool):
         if is_trainable and config.is_prompt_learning:
             return _trainable_prompt_model(base_model, directory, config)
         if spec_of(method).needs_4bit and quantization_of(base_model) == "4bit":
-            # apply_method prepared the trained model so (it changes how the 4-bit layers compute);
-            # the reloaded one must compute the same way to answer the same
-            base_model = prepare_model_for_kbit_training(base_model, use_gradient_checkpointing=False)
+            base_model = prepare_4bit_base(base_model)
         model = PeftModel.from_pretrained(base_model, str(directory), is_trainable=is_trainable)
         _restore_trained_precision(model, directory)
         return model

@@ -182,6 +182,13 @@ def _lora_config(model, task, opts) -> LoraConfig:
                       lora_dropout=float(opts["lora_dropout"]), target_modules=targets)
 
 
+def prepare_4bit_base(model, *, gradient_checkpointing: bool = False):
+    """Prepare a 4-bit base for its LoRA adapter (PEFT's prepare_model_for_kbit_training: norms in fp32,
+    base frozen). apply_method and load_adapter both go through here, because the preparation changes
+    how the 4-bit layers compute: a reloaded adapter must sit on a base prepared like its trained one."""
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+
+
 def _apply_lora(model, build: Build):
     opts, notes = build.opts, build.notes
     config = _lora_config(model, build.task, opts)
@@ -190,7 +197,7 @@ def _apply_lora(model, build: Build):
         checkpointing = on_cuda if opts["gradient_checkpointing"] is None else bool(opts["gradient_checkpointing"])
         # Checkpointing trades ~30% more compute for activation memory. On CPU, RAM is rarely the limit
         # and compute always is, so it stays off there; on a GPU the memory is what QLoRA is for.
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=checkpointing)
+        model = prepare_4bit_base(model, gradient_checkpointing=checkpointing)
         opts["gradient_checkpointing"] = checkpointing
         notes.append(f"prepare_model_for_kbit_training applied (norms in fp32, gradient checkpointing "
                      f"{'on' if checkpointing else 'off: on CPU compute, not memory, is the limit'})")
