@@ -21,7 +21,7 @@ AREAS = {"template": "Prompt templates", "data": "Data", "metrics": "Metrics", "
          "model": "Models", "adapter": "Adapters and serving", "training": "Training runs",
          "evaluation": "Evaluation and comparison",
          "scoring": "Label-word scoring, calibration and uncertainty", "inspection": "Inspection", "widget": "Widgets",
-         "export": "Export"}
+         "export": "Export", "studies": "Method studies: sweeps, transfer, ensembles, robustness"}
 
 HEADER = """# Error catalogue
 

@@ -64,7 +64,8 @@ def _adapter_file(directory: Path) -> Path:
                        "(checkpoint-N/) or adapters written by save_adapter/save_pretrained")
 
 
-def _read_prompt(directory: Path) -> torch.Tensor:
+def read_prompt(directory: Path) -> torch.Tensor:
+    """The soft prompt [n_virtual, dim] stored in a checkpoint or adapter folder, without loading a model."""
     folder = _adapter_file(directory)
     config_path = folder / "adapter_config.json"
     try:
@@ -75,7 +76,7 @@ def _read_prompt(directory: Path) -> torch.Tensor:
                            "pick a finished one") from None
     if peft_type not in _EMBEDDING_TYPES:
         raise ConfigError(f"{folder} holds a {peft_type} adapter, which has no soft prompt in the input embedding "
-                          "space; neighbours_at_checkpoints needs PROMPT_TUNING, P_TUNING or the prompt+lora "
+                          "space; reading a soft prompt needs PROMPT_TUNING, P_TUNING or the prompt+lora "
                           "hybrid (for PREFIX_TUNING load it and use prefix_summary)")
     if PROMPT_KEY not in tensors:
         raise AdapterError(f"{folder / ADAPTER_FILE} has no {PROMPT_KEY!r} tensor; it was not written by PEFT "
@@ -99,7 +100,7 @@ def neighbours_at_checkpoints(base_model, tokenizer, checkpoint_dirs, k: int = 3
     embedding_dim = _input_embedding(base_model).weight.shape[1]
     neighbours = []
     for directory in dirs:
-        prompt = _read_prompt(directory)
+        prompt = read_prompt(directory)
         if prompt.shape[1] != embedding_dim:
             raise AdapterError(f"{directory} holds a prompt of width {prompt.shape[1]} but the base model's embeddings "
                                f"have {embedding_dim}; pass the base model the adapter was trained on")

@@ -14,11 +14,13 @@ import os
 import re
 from dataclasses import dataclass
 
-from . import adapters, data, evaluation, inspection, methods, metrics, models, scoring, templates, training, widgets
+from . import (adapters, data, evaluation, inspection, methods, metrics, models, scoring, studies, templates, training,
+               widgets)
 from .bench import Bench, Case
 
 CASES: list[Case] = [*templates.CASES, *data.CASES, *metrics.CASES, *methods.CASES, *models.CASES,
-                     *adapters.CASES, *training.CASES, *evaluation.CASES, *scoring.CASES, *inspection.CASES, *widgets.CASES]
+                     *adapters.CASES, *training.CASES, *evaluation.CASES, *scoring.CASES, *inspection.CASES, *widgets.CASES,
+                     *studies.CASES]
 
 
 @functools.cache
