@@ -135,3 +135,33 @@ def trace_figure(trace: NeighbourTrace) -> go.Figure:
                       yaxis={"autorange": "reversed"})
     _caveat(fig)
     return fig
+
+
+def ablation_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
+    """Bars of the accuracy (top) and loss (bottom) change when one virtual token is replaced (from ablate_tokens).
+
+    Error bars are the 95 % paired-bootstrap interval of the accuracy change; a bar whose interval
+    stays below 0 marks a token the prompt relies on.
+    """
+    if not rows:
+        raise ConfigError("ablation_figure got no rows; pass the list ablate_tokens(...) returned")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=["change in accuracy (95 % paired-bootstrap interval)",
+                                        "change in loss (label-set cross-entropy)"])
+    for kind in dict.fromkeys(row["replacement"] for row in rows):
+        mine = [row for row in rows if row["replacement"] == kind]
+        x = [f"v{row['token']} {shown(row['neighbour'])}" for row in mine]
+        fig.add_trace(go.Bar(x=x, y=[row["delta_accuracy"] for row in mine], name=f"replaced by {kind}",
+                             legendgroup=kind, error_y={"type": "data", "symmetric": False,
+                                                        "array": [row["delta_accuracy_high"] - row["delta_accuracy"] for row in mine],
+                                                        "arrayminus": [row["delta_accuracy"] - row["delta_accuracy_low"] for row in mine]},
+                             hovertemplate="%{x}: Δ accuracy %{y:+.3f}<extra>" + kind + "</extra>"), row=1, col=1)
+        fig.add_trace(go.Bar(x=x, y=[row["delta_nll"] for row in mine], name=f"replaced by {kind}", legendgroup=kind,
+                             showlegend=False, hovertemplate="%{x}: Δ loss %{y:+.3f}<extra>" + kind + "</extra>"),
+                      row=2, col=1)
+    fig.update_layout(title="What each virtual token is worth: the task score without it", barmode="group",
+                      height=560, legend_title="virtual token")
+    fig.update_xaxes(title_text="virtual token (and its nearest word)", type="category", tickangle=-60, row=2, col=1)
+    fig.update_yaxes(title_text="Δ accuracy", row=1, col=1)
+    fig.update_yaxes(title_text="Δ loss", row=2, col=1)
+    return fig

@@ -55,6 +55,12 @@ def _unit_vocabulary(model) -> torch.Tensor:
     return cached.unit
 
 
+def _raw_vocabulary(model) -> torch.Tensor:
+    """The input embedding matrix as it is (fp32 on CPU, where half-precision matmuls are slow)."""
+    weight = _input_embedding(model).weight.detach()
+    return weight.float() if weight.device.type == "cpu" else weight
+
+
 def shown(token: str) -> str:
     """Token text with its whitespace made visible (' Class' -> '␣Class')."""
     return token.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅"
@@ -65,9 +71,18 @@ def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:
     return tokenizer.batch_decode([[int(i)] for i in ids])
 
 
-def _search(model, tokenizer, vectors: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k cosine similarities and token ids of ``vectors`` against the tokenizer's vocabulary."""
-    vocab = _unit_vocabulary(model)
+SIMILARITIES = ("cosine", "dot")
+
+
+def _search(model, tokenizer, vectors: torch.Tensor, k: int, similarity: str = "cosine") -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k similarities and token ids of ``vectors`` against the tokenizer's vocabulary.
+
+    ``similarity`` is "cosine" (direction only: the neighbour views) or "dot" (the raw inner product,
+    which also rewards a large norm: the logit a vector would get from a tied output layer).
+    """
+    if similarity not in SIMILARITIES:
+        raise ConfigError(f"similarity={similarity!r}; use one of {', '.join(map(repr, SIMILARITIES))}")
+    vocab = _unit_vocabulary(model) if similarity == "cosine" else _raw_vocabulary(model)
     # Rows past the tokenizer's vocabulary are padding (never trained); they would be junk neighbours.
     vocab = vocab[: min(len(tokenizer), vocab.shape[0])]
     if not 1 <= k <= vocab.shape[0]:
@@ -76,7 +91,9 @@ def _search(model, tokenizer, vectors: torch.Tensor, k: int) -> tuple[torch.Tens
         raise ConfigError(f"prompt vectors have {vectors.shape[-1]} dimensions but the model's embeddings have "
                           f"{vocab.shape[1]}; pass a prompt taken from this model (soft_prompt(model))")
     with torch.no_grad():
-        queries = F.normalize(vectors.detach().to(vocab.device, vocab.dtype), dim=1)
+        queries = vectors.detach().to(vocab.device, vocab.dtype)
+        if similarity == "cosine":
+            queries = F.normalize(queries, dim=1)
         scores, ids = (queries @ vocab.T).topk(k, dim=1)
     return scores.float().cpu(), ids.cpu()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pbft_widgets import errors as E
 
-from .bench import Bench, Case, small_options
+from .bench import Bench, Case, small_options, template
 
 TEXT = "The patient reported severe headaches after the second dose."
 
@@ -93,6 +93,33 @@ def _prefix_checkpoints(bench: Bench):
     return inspection.neighbours_at_checkpoints(setup.model, bench.tokenizer, run)
 
 
+def _replaced_with(shape):
+    def run(bench: Bench):
+        import torch
+
+        from pbft_widgets import inspection
+
+        with inspection.replaced_prompt(_peft(bench, "prompt-tuning"), torch.zeros(*shape)):
+            pass
+    return run
+
+
+def _ablate(method: str = "prompt-tuning", **options):
+    def run(bench: Bench):
+        from pbft_widgets import inspection
+
+        rows = [{"text": "a wonderful film", "label": "pos"}, {"text": "dull", "label": "neg"}]
+        return inspection.ablate_tokens(_peft(bench, method), bench.tokenizer, template(), rows, **options)
+    return run
+
+
+def _faithfulness_of_a_prefix(bench: Bench):
+    from pbft_widgets import inspection
+
+    return inspection.faithfulness(_peft(bench, "prefix-tuning"), bench.tokenizer, template(),
+                                   [{"text": "a wonderful film", "label": "pos"}])
+
+
 CASES: list[Case] = [
     Case("initial-prompt-without-snapshot", "inspection", "initial_prompt() before snapshot_prompt()",
          E.ConfigError, "call snapshot_prompt(model) before training", _call("prompt-tuning", "initial_prompt")),
@@ -129,6 +156,27 @@ CASES: list[Case] = [
          E.ConfigError, "use prefix_summary(model)", _call("prefix-tuning", "nearest_tokens", _tokenizer)),
     Case("prefix-summary-of-a-prompt", "inspection", "prefix_summary() on a prompt-tuning model",
          E.ConfigError, "use nearest_tokens(model, tokenizer)", _call("prompt-tuning", "prefix_summary")),
+    Case("discretise-unknown-similarity", "inspection", "discretise(similarity='euclidean')",
+         E.ConfigError, "use one of 'cosine', 'dot'",
+         _call("prompt-tuning", "discretise", _tokenizer, similarity="euclidean"), says=("similarity='euclidean'",)),
+    Case("replaced-prompt-wrong-shape", "inspection", "replaced_prompt() with a prompt of another shape",
+         E.ConfigError, "pass one vector per virtual token", _replaced_with((2, 8)), says=("(2, 8)",)),
+    Case("ablation-unknown-replacement", "inspection", "ablate_tokens(replacements=['noise'])",
+         E.ConfigError, "use one of 'mean', 'initial', 'zero'", _ablate(replacements=["noise"]),
+         says=("ablation 'noise'",)),
+    Case("ablation-token-out-of-range", "inspection", "ablate_tokens(tokens=[7]) on a 4-token prompt",
+         E.ConfigError, "the prompt has virtual tokens 0..3", _ablate(tokens=[7]), says=("tokens [7]",)),
+    Case("ablation-initial-without-snapshot", "inspection", "ablate_tokens(replacements=['initial']) with no start",
+         E.ConfigError, "call snapshot_prompt(model) before training", _ablate(replacements=["initial"])),
+    Case("ablation-of-lora", "inspection", "ablate_tokens() on a LoRA model (no virtual tokens)",
+         E.ConfigError, "pbft_widgets.compare(...)", _ablate("lora")),
+    Case("faithfulness-of-a-prefix", "inspection", "faithfulness() on a prefix-tuning model",
+         E.ConfigError, "needs a soft prompt in the input embedding space", _faithfulness_of_a_prefix),
+    Case("fluency-of-one-token", "inspection", "fluency() of a one-token text", E.ConfigError,
+         "at least two tokens", _call("prompt-tuning", "fluency", _tokenizer, "Hi"), says=("got 1",)),
+    Case("ablation-figure-empty", "inspection", "ablation_figure([])", E.ConfigError,
+         "pass the list ablate_tokens(...) returned",
+         lambda bench: __import__("pbft_widgets.inspection").inspection.ablation_figure([])),
     Case("nearest-tokens-k-zero", "inspection", "nearest_tokens(k=0)",
          E.ConfigError, "use an integer between 1 and the vocabulary size",
          _call("prompt-tuning", "nearest_tokens", _tokenizer, k=0), says=("k=0",)),
