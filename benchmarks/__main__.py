@@ -1,6 +1,6 @@
 """``python -m benchmarks run|report``: measure the suites, or regenerate the markdown from JSON.
 
-    python -m benchmarks run [--suite matrix,baseline,qlora,ner,inspection] [--device cpu|cuda]
+    python -m benchmarks run [--suite matrix,baseline,qlora,ner,inspection,scoring,ablation] [--device cpu|cuda]
                              [--ncbi-dir DIR] [--out benchmarks/results] [--smoke]
     python -m benchmarks report [--out benchmarks/results]
 

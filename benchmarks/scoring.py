@@ -50,14 +50,16 @@ def legal_rows(split: str, per_type: int, seed: int = 0) -> list[dict[str, Any]]
     return rows
 
 
+def fit_to_clause(template: Any, tokenizer: Any) -> Any:
+    """``template`` with the max_length that leaves the clause CLAUSE_TOKENS tokens (the notebook's cut)."""
+    frame = template.with_changes(max_length=None).render({"text": "", "clause_type": next(iter(LEGAL_LABEL_WORDS))},
+                                                          tokenizer)
+    return template.with_changes(max_length=frame.prompt_tokens + frame.completion_tokens + CLAUSE_TOKENS)
+
+
 def legal_templates(tokenizer: Any) -> dict[str, Any]:
     """The zero-shot question and the few-shot prompt, each sized so the clause keeps CLAUSE_TOKENS tokens."""
     from pbft_widgets.templates import PromptTemplate, Verbalizer
-
-    def fit(template):
-        frame = template.with_changes(max_length=None).render(
-            {"text": "", "clause_type": next(iter(LEGAL_LABEL_WORDS))}, tokenizer)
-        return template.with_changes(max_length=frame.prompt_tokens + frame.completion_tokens + CLAUSE_TOKENS)
 
     options = ", ".join(words[0] for words in LEGAL_LABEL_WORDS.values())
     question = PromptTemplate(instruction=f"What kind of licence clause is this? Answer with one word: {options}.",
@@ -67,7 +69,7 @@ def legal_templates(tokenizer: Any) -> dict[str, Any]:
     demos = [{"text": " ".join(next(r for r in train if r["clause_type"] == t)["text"].split()[:DEMO_WORDS]),
               "clause_type": t} for t in LEGAL_LABEL_WORDS]
     few = question.with_changes(instruction="", demonstrations=demos, demonstration_order="random", seed=0)
-    return {"zero-shot": fit(question), "few-shot": fit(few)}
+    return {"zero-shot": fit_to_clause(question, tokenizer), "few-shot": fit_to_clause(few, tokenizer)}
 
 
 def measure(params: dict[str, Any]) -> dict[str, Any]:

@@ -17,13 +17,15 @@ FULL = {"matrix": {"steps": 30, "batch_size": 8, "train_per_type": 60, "test_per
         "qlora": {"steps": 10, "batch_size": 8, "train_per_type": 60, "repeats": 3},
         "ner": {"epochs": 3, "batch_size": 16, "steps": None},
         "inspection": {"repeats": 20, "virtual": 100, "tokens": 256},
-        "scoring": {"repeats": 3, "test_per_type": 3}}
+        "scoring": {"repeats": 3, "test_per_type": 3},
+        "ablation": {"repeats": 3, "test_per_type": 3, "virtual": 20}}
 SMOKE = {"matrix": {"steps": 2, "batch_size": 2, "train_per_type": 1, "test_per_type": 1},
          "baseline": {"steps": 2, "batch_size": 2, "train_per_type": 1, "eval_per_type": 1, "repeats": 1},
          "qlora": {"steps": 2, "batch_size": 2, "train_per_type": 1, "repeats": 1},
          "ner": {"epochs": 1, "batch_size": 4, "steps": 2},
          "inspection": {"repeats": 1, "virtual": 100, "tokens": 32},
-         "scoring": {"repeats": 1, "test_per_type": 1}}
+         "scoring": {"repeats": 1, "test_per_type": 1},
+         "ablation": {"repeats": 1, "test_per_type": 1, "virtual": 4}}
 SUITES = tuple(FULL)
 
 
@@ -54,6 +56,8 @@ def plan(suite: str, budget: dict[str, Any], common: dict[str, Any]) -> Plan:
         return Plan([{**common, **budget}], _inspection_summary)
     if suite == "scoring":
         return Plan([{**common, **budget}], _scoring_summary)
+    if suite == "ablation":
+        return Plan([{**common, **budget}], _ablation_summary)
     raise ValueError(f"unknown suite {suite!r}; use one of {', '.join(SUITES)}")
 
 
@@ -137,3 +141,10 @@ def _scoring_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
                        "accuracy_ratio": _ratio(c["label_words_accuracy"], c["generate_accuracy"]),
                        "outside_labels": c["label_words_outside_labels"]}
     return out
+
+
+def _ablation_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    seconds = cases[0]["ablation_seconds"]
+    slowest = max(seconds, key=seconds.get)
+    return {"slowest_replacement": slowest, "slowest_seconds": seconds[slowest], "target_seconds": 60.0,
+            "target_met": seconds[slowest] <= 60.0}

@@ -35,6 +35,9 @@ class TrainEvent:
     memory_bytes: int | None = None
     elapsed_seconds: float = 0.0
     checkpoint: str | None = None
+    grad_norm: float | None = None  # of the trainable parameters at this step, before clipping
+    drift: float | None = None  # L2 distance of the trainable parameters from where this run started
+    relative_drift: float | None = None  # drift / their norm at the start (None when that norm is 0)
 
     def to_dict(self) -> dict[str, Any]:
         """The event as plain values (for JSON logs)."""
@@ -42,6 +45,9 @@ class TrainEvent:
 
 
 Listener = Callable[[TrainEvent], None]
+# Drift needs a copy of the trainable weights at the start: cheap for PBFT (a prompt, LoRA
+# matrices), a second model's worth of memory for full fine-tuning, which is left without it.
+DRIFT_MAX_PARAMETERS = 20_000_000
 
 
 class TrainingControl:
@@ -74,6 +80,8 @@ class StreamCallback(TrainerCallback):
         self.history: list[TrainEvent] = []
         self._start = time.perf_counter()
         self._last_tokens = (0, self._start)
+        self._start_weights: list[torch.Tensor] | None = None
+        self._start_norm = 0.0
 
     def elapsed(self) -> float:
         """Seconds since the callback was made (the run's start)."""
@@ -89,6 +97,10 @@ class StreamCallback(TrainerCallback):
         """On resume, restore every trainable tensor (the Trainer's own restore misses some)."""
         if self.resume_from is not None:  # after the Trainer's own restore, which misses some weights
             checkpoints.load_trainable_state(self.model, self.resume_from)
+        trainable = _trainable(self.model)
+        if sum(p.numel() for p in trainable) <= DRIFT_MAX_PARAMETERS:
+            self._start_weights = [p.detach().clone() for p in trainable]
+            self._start_norm = math.sqrt(sum(float(w.float().pow(2).sum()) for w in self._start_weights))
 
     def _honour_stop(self, control) -> None:
         if self.control.stop_requested and not control.should_training_stop:
@@ -103,10 +115,14 @@ class StreamCallback(TrainerCallback):
         """Turn a training log into a "log" event (loss, learning rate, tokens/s, memory)."""
         logs = logs or {}
         if "loss" in logs:
+            drift, relative = self._drift()
+            grad_norm = logs.get("grad_norm")
             self.emit(TrainEvent("log", state.global_step, state.max_steps, loss=float(logs["loss"]),
                                  learning_rate=logs.get("learning_rate"),
                                  tokens_per_second=self._tokens_per_second(logs, state),
-                                 memory_bytes=_memory_bytes(), elapsed_seconds=self.elapsed()))
+                                 memory_bytes=_memory_bytes(), elapsed_seconds=self.elapsed(),
+                                 grad_norm=None if grad_norm is None else float(grad_norm), drift=drift,
+                                 relative_drift=relative))
         self._honour_stop(control)  # a listener may have asked to stop; save before the step ends
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
@@ -134,6 +150,15 @@ class StreamCallback(TrainerCallback):
             self.emit(TrainEvent("checkpoint", state.global_step, state.max_steps, checkpoint=str(path),
                                  elapsed_seconds=self.elapsed()))
 
+    def _drift(self) -> tuple[float | None, float | None]:
+        """How far the trainable parameters moved since the run started: absolute and relative L2."""
+        if not self._start_weights:  # too many to copy, or nothing trainable
+            return None, None
+        with torch.no_grad():  # one device sync per log, not one per tensor
+            moved = float(torch.stack([(p.detach() - s).float().pow(2).sum()
+                                       for p, s in zip(_trainable(self.model), self._start_weights)]).sum())
+        return math.sqrt(moved), (math.sqrt(moved) / self._start_norm if self._start_norm > 0 else None)
+
     def _tokens_per_second(self, logs: Mapping[str, Any], state: Any) -> float | None:
         seen = logs.get("num_tokens", getattr(state, "num_input_tokens_seen", 0)) or 0
         now = time.perf_counter()
@@ -141,6 +166,10 @@ class StreamCallback(TrainerCallback):
         self._last_tokens = (seen, now)
         rate = (seen - tokens) / (now - then) if now > then and seen > tokens else None
         return rate if rate is None or math.isfinite(rate) else None
+
+
+def _trainable(model: Any) -> list[torch.Tensor]:
+    return [p for p in model.parameters() if p.requires_grad]
 
 
 def _memory_bytes() -> int:

@@ -18,7 +18,7 @@ def _snapshot(folder):
 
 def test_smoke_run_writes_json_and_markdown_outside_the_committed_results(tmp_path):
     committed = _snapshot(DEFAULT_OUT)
-    assert main(["run", "--smoke", "--suite", "matrix,inspection,scoring", "--methods", "lora", "--out", str(tmp_path)]) == 0
+    assert main(["run", "--smoke", "--suite", "matrix,inspection,scoring,ablation", "--methods", "lora", "--out", str(tmp_path)]) == 0
 
     matrix = json.loads((tmp_path / "matrix-cpu.json").read_text())
     assert matrix["smoke"] is True and matrix["command"].startswith("python -m benchmarks run --smoke")
@@ -32,7 +32,11 @@ def test_smoke_run_writes_json_and_markdown_outside_the_committed_results(tmp_pa
         case = scoring["cases"][0]["prompts"][prompt]
         assert case["label_words_outside_labels"] == 0 and case["speedup"] > 0
         assert case["label_words_seconds"]["n"] == case["generate_seconds"]["n"] == 1
+    ablation = json.loads((tmp_path / "ablation-cpu.json").read_text())
+    assert set(ablation["cases"][0]["ablation_seconds"]) == {"mean", "initial", "zero"}
+    assert ablation["summary"]["slowest_seconds"] > 0
     markdown = (tmp_path / "RESULTS.md").read_text()
+    assert "| zero |" in markdown
     assert "| few-shot | 4" in markdown
     assert "| lora |" in markdown and "SMOKE RUN" in markdown and "Regenerate: `python -m benchmarks run" in markdown
     assert _snapshot(DEFAULT_OUT) == committed  # a smoke run never touches benchmarks/results

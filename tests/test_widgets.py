@@ -335,3 +335,21 @@ def test_adapter_switcher_shows_base_and_tuned_side_by_side(tiny_causal_lm, smol
     switcher.text.value = "  "
     switcher.run_button.click()
     assert "text is empty" in switcher.message.text and switcher.outputs == expected
+
+
+def test_dashboard_says_when_a_prompt_is_not_learning(tiny_causal_lm, smol_tokenizer, tmp_path):
+    board = TrainingDashboard(tiny_causal_lm, smol_tokenizer, ROWS * 2, template=sentiment(), eval_rows=ROWS,
+                              output_dir=str(tmp_path / "run"), max_steps=20, batch_size=4, background=False,
+                              eval_every=5)
+    board.options.children[0].value = 4
+    board.learning_rate.value = 1e-7  # a LoRA-sized rate divided by a thousand: the prompt cannot move
+    board.start_button.click()
+    assert board.error is None
+    logs = [event for event in board.history if event.kind == "log"]
+    assert all(event.grad_norm is not None and event.grad_norm > 0 for event in logs)
+    assert 0 < logs[-1].relative_drift < 1e-3
+    warnings = board.warnings()
+    assert any("far below the usual range" in text for text in warnings)
+    assert any("trainable weights moved" in text for text in warnings)
+    assert "Is it learning?" in board.health.value and "far below the usual range" in board.health.value
+    assert "grad norm" in board.readout.value and "from the start" in board.readout.value

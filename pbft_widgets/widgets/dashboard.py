@@ -1,5 +1,9 @@
 """TrainingDashboard: pick a method, start/stop a run, and watch loss, metrics and throughput live.
 
+Under the readout, "Is it learning?" lists what :mod:`pbft_widgets.learning_checks` finds in the
+run's events as they arrive: a learning rate far outside the method's range, a flat loss or
+validation score, trainable weights that have not moved, a zero gradient.
+
 The dashboard is a listener on :func:`pbft_widgets.training.train`; applying the method and training
 are the core's. Applying a PEFT method changes the base model in place (layers are injected or it
 is wrapped), so one dashboard trains one run per base model: after a finished run, Start refuses
@@ -20,6 +24,7 @@ import plotly.graph_objects as go
 from ..errors import ConfigError, PbftError
 from ..evaluation import label_word_metric
 from ..inspection import snapshot_prompt
+from ..learning_checks import learning_warnings
 from ..methods import PeftSetup, apply_method
 from ..registry import MethodSpec, Option, methods_for_task, spec_of
 from ..events import TrainEvent, TrainingControl
@@ -94,6 +99,7 @@ class TrainingDashboard(View):
         self.stop_button = w.Button(description="Stop", button_style="warning", icon="stop", disabled=True)
         self.progress = w.IntProgress(value=0, min=0, max=max_steps, description="0 steps")
         self.readout = w.HTML()
+        self.health = w.HTML()  # "is it learning?": plain warnings from learning_checks, updated live
         self.report = w.HTML()
         self.message = MessageBox()
         self.loss_figure = go.FigureWidget(layout=dict(title="loss", height=280, xaxis_title="step",
@@ -109,7 +115,7 @@ class TrainingDashboard(View):
         settings = w.VBox([self.method, self.summary, self.options, self.learning_rate, self.max_steps,
                            self.batch_size, w.HBox([self.start_button, self.stop_button])],
                           layout=w.Layout(width="36%"))
-        live = w.VBox([self.message.html, self.progress, self.readout, self.report,
+        live = w.VBox([self.message.html, self.progress, self.readout, self.health, self.report,
                        # the two curves wrap below each other where the panel is too narrow for both
                        w.HBox([self.loss_figure, self.metric_figure], layout=w.Layout(flex_flow="row wrap"))],
                       layout=w.Layout(width="64%"))
@@ -133,6 +139,7 @@ class TrainingDashboard(View):
             self.message.error(exc)
             return
         self.control = TrainingControl()
+        self._show_health()
         self.progress.max = max(1, self.max_steps.value)
         self.progress.bar_style = ""
         self._set_running(True)
@@ -226,6 +233,8 @@ class TrainingDashboard(View):
         self.progress.max = event.max_steps
         self.progress.value = min(event.step, event.max_steps)
         self.progress.description = f"{event.step}/{event.max_steps}"
+        if event.kind in ("log", "eval"):
+            self._show_health()
         if event.kind == "log":
             _extend(self.loss_figure, "train loss", event.step, event.loss)
             self._show_readout(event)
@@ -239,9 +248,20 @@ class TrainingDashboard(View):
     def _show_readout(self, event: TrainEvent) -> None:
         rate = "–" if event.tokens_per_second is None else f"{event.tokens_per_second:,.0f}"
         lr = "–" if event.learning_rate is None else f"{event.learning_rate:.2e}"
-        self.readout.value = (f"step {event.step}/{event.max_steps} · loss {event.loss:.4f} · lr {lr} · "
+        grad = "" if event.grad_norm is None else f" · grad norm {event.grad_norm:.3g}"
+        moved = "" if event.relative_drift is None else f" · moved {event.relative_drift:.1%} from the start"
+        self.readout.value = (f"step {event.step}/{event.max_steps} · loss {event.loss:.4f} · lr {lr}{grad}{moved} · "
                               f"{rate} tokens/s · memory {format_bytes(event.memory_bytes)} · "
                               f"{event.elapsed_seconds:.1f} s")
+
+    def warnings(self) -> list[str]:
+        """What `learning_checks.learning_warnings` says about this run so far (the box under the readout)."""
+        return learning_warnings(self.history, self.spec, learning_rate=self.learning_rate.value)
+
+    def _show_health(self) -> None:
+        found = self.warnings()
+        self.health.value = ("" if not found else "<div style='color:#8a4b00'><b>Is it learning?</b><ul>"
+                             + "".join(f"<li>{html.escape(text)}</li>" for text in found) + "</ul></div>")
 
     def _set_running(self, running: bool) -> None:
         self.start_button.disabled = running
