@@ -340,7 +340,7 @@ def test_adapter_switcher_shows_base_and_tuned_side_by_side(tiny_causal_lm, smol
 def test_dashboard_says_when_a_prompt_is_not_learning(tiny_causal_lm, smol_tokenizer, tmp_path):
     board = TrainingDashboard(tiny_causal_lm, smol_tokenizer, ROWS * 2, template=sentiment(), eval_rows=ROWS,
                               output_dir=str(tmp_path / "run"), max_steps=20, batch_size=4, background=False,
-                              eval_every=5)
+                              eval_every=5, smoke=False)  # make test sets PBFT_SMOKE=1: 4 steps are too few to judge
     board.options.children[0].value = 4
     board.learning_rate.value = 1e-7  # a LoRA-sized rate divided by a thousand: the prompt cannot move
     board.start_button.click()
