@@ -124,12 +124,37 @@ def accuracy_differences(baseline: EvalResult, results: Sequence[EvalResult], *,
     def marks(result: EvalResult) -> np.ndarray:
         return np.array([p == r for p, r in zip(result.predictions, result.references)], dtype=float)
 
-    reference = marks(baseline)
-    if any(len(result.predictions) != len(reference) for result in results):
+    if any(len(result.predictions) != len(baseline.predictions) for result in results):
+        raise DataError("results cover different numbers of rows; evaluate every model on the same rows")
+    return mean_differences(marks(baseline), [marks(result) for result in results], n_resamples=n_resamples,
+                            confidence=confidence, seed=seed)
+
+
+def mean_differences(baseline: Sequence[float], variants: Sequence[Sequence[float]], *, n_resamples: int = N_RESAMPLES,
+                     confidence: float = CONFIDENCE, seed: int = 0) -> list[tuple[float, float]]:
+    """Paired-bootstrap intervals of each variant's mean per-row value minus the baseline's, all at once.
+
+    Args:
+        baseline: one value per row (a right/wrong mark, a loss).
+        variants: for each variant, one value per row, rows in the baseline's order.
+        n_resamples, confidence, seed: the bootstrap's resamples, level and seed.
+
+    Returns:
+        One ``(low, high)`` per variant.
+
+    Example:
+        >>> from pbft_widgets.uncertainty import mean_differences
+        >>> low, high = mean_differences([1.0, 1.2, 0.9, 1.1] * 5, [[1.5, 1.6, 1.4, 1.7] * 5])[0]
+        >>> low > 0
+        True
+    """
+    reference = np.asarray(baseline, dtype=float)
+    values = np.asarray(variants, dtype=float).reshape(len(variants), -1)
+    if values.shape[1] != len(reference):
         raise DataError("results cover different numbers of rows; evaluate every model on the same rows")
     draws = np.random.default_rng(seed).integers(0, len(reference), (n_resamples, len(reference)))
-    differences = np.stack([marks(result) for result in results]) - reference  # (results, rows)
-    means = differences[:, draws].mean(axis=2)  # (results, resamples)
+    differences = values - reference  # (variants, rows)
+    means = differences[:, draws].mean(axis=2)  # (variants, resamples)
     tail = 100 * (1 - confidence) / 2
     low, high = np.percentile(means, [tail, 100 - tail], axis=1)
     return [(float(a), float(b)) for a, b in zip(low, high)]

@@ -22,19 +22,21 @@ from pbft_widgets import (AdapterBank, apply_method, calibrate, compare, evaluat
 from pbft_widgets.calibration import contextual_calibration
 from pbft_widgets.composition import ensemble, prompt_soup, start_from
 from pbft_widgets.evaluation import label_word_metric
-from pbft_widgets.inspection import ablate_tokens, discretise, faithfulness, replaced_prompt
+from pbft_widgets.inspection import (ablate_layers, ablate_tokens, discretise, faithfulness, replaced_prefix_layer,
+                                     replaced_prompt)
 from pbft_widgets.probability_metrics import probability_scores
 from pbft_widgets.robustness import perturb, spread
 from pbft_widgets.scoring import score_label_words
 from pbft_widgets.sweep_figures import sweep_figure
 from pbft_widgets.sweeps import Sweep, grid
-from pbft_widgets.uncertainty import accuracy_differences, paired_bootstrap
+from pbft_widgets.uncertainty import accuracy_differences, mean_differences, paired_bootstrap
 
 PACKAGE = Path(pbft_widgets.__file__).parent
 ENTRY_POINTS = [load_model, apply_method, train, evaluate, save_adapter, load_adapter, AdapterBank, export_recipe,
                 score_label_words, contextual_calibration, calibrate, probability_scores, compare, paired_bootstrap,
                 over_seeds, label_word_metric, grid, Sweep, sweep_figure, start_from, prompt_soup, ensemble, perturb,
-                spread, discretise, replaced_prompt, faithfulness, ablate_tokens, accuracy_differences]
+                spread, discretise, replaced_prompt, faithfulness, ablate_tokens, accuracy_differences, mean_differences,
+                ablate_layers, replaced_prefix_layer]
 
 
 def _public_definitions():

@@ -165,3 +165,34 @@ def ablation_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     fig.update_yaxes(title_text="Δ accuracy", row=1, col=1)
     fig.update_yaxes(title_text="Δ loss", row=2, col=1)
     return fig
+
+
+def layer_ablation_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
+    """Bars of the answer-loss change when one layer's prefix is replaced (from ablate_layers), per layer.
+
+    Error bars are the 95 % paired-bootstrap interval over the rows; a bar whose interval stays above
+    0 marks a layer whose prefix the answers rely on. With accuracy in the rows, a second panel shows it.
+    """
+    if not rows:
+        raise ConfigError("layer_ablation_figure got no rows; pass the list ablate_layers(...) returned")
+    panels = [("delta_loss", "change in answer loss (nats per token, 95 % paired-bootstrap interval)", "Δ loss")]
+    if "delta_accuracy" in rows[0]:
+        panels.append(("delta_accuracy", "change in accuracy (95 % paired-bootstrap interval)", "Δ accuracy"))
+    fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.1,
+                        subplot_titles=[title for _, title, _ in panels])
+    for kind in dict.fromkeys(row["replacement"] for row in rows):
+        mine = [row for row in rows if row["replacement"] == kind]
+        for panel, (key, _, label) in enumerate(panels, start=1):
+            fig.add_trace(go.Bar(x=[row["layer"] for row in mine], y=[row[key] for row in mine],
+                                 name=f"prefix replaced by {kind}", legendgroup=kind, showlegend=panel == 1,
+                                 error_y={"type": "data", "symmetric": False,
+                                          "array": [row[f"{key}_high"] - row[key] for row in mine],
+                                          "arrayminus": [row[key] - row[f"{key}_low"] for row in mine]},
+                                 hovertemplate="layer %{x}: " + label + " %{y:+.3f}<extra>" + kind + "</extra>"),
+                          row=panel, col=1)
+        for panel, (_, _, label) in enumerate(panels, start=1):
+            fig.update_yaxes(title_text=label, row=panel, col=1)
+    fig.update_layout(title="What each layer's prefix is worth: the answers without it", barmode="group",
+                      height=300 + 220 * len(panels))
+    fig.update_xaxes(title_text="layer", dtick=1, row=len(panels), col=1)
+    return fig

@@ -113,6 +113,23 @@ def _ablate(method: str = "prompt-tuning", **options):
     return run
 
 
+def _ablate_layers(method: str = "prefix-tuning", rows=({"text": "a wonderful film", "label": "pos"},), **options):
+    def run(bench: Bench):
+        from pbft_widgets import inspection
+
+        return inspection.ablate_layers(_peft(bench, method), bench.tokenizer, template(), list(rows), **options)
+    return run
+
+
+def _replaced_layer(layer: int, replacement: str):
+    def run(bench: Bench):
+        from pbft_widgets import inspection
+
+        with inspection.replaced_prefix_layer(_peft(bench, "prefix-tuning"), layer, replacement):
+            pass
+    return run
+
+
 def _faithfulness_of_a_prefix(bench: Bench):
     from pbft_widgets import inspection
 
@@ -170,6 +187,20 @@ CASES: list[Case] = [
          E.ConfigError, "call snapshot_prompt(model) before training", _ablate(replacements=["initial"])),
     Case("ablation-of-lora", "inspection", "ablate_tokens() on a LoRA model (no virtual tokens)",
          E.ConfigError, "pbft_widgets.compare(...)", _ablate("lora")),
+    Case("layer-ablation-of-a-prompt", "inspection", "ablate_layers() on a prompt-tuning model (no prefix)",
+         E.ConfigError, "use ablate_tokens(model, tokenizer, template, rows)", _ablate_layers("prompt-tuning")),
+    Case("layer-ablation-out-of-range", "inspection", "ablate_layers(layers=[5]) on a 2-layer model",
+         E.ConfigError, "the prefix has layers 0..1", _ablate_layers(layers=[5]), says=("layers [5]",)),
+    Case("layer-ablation-unknown-replacement", "inspection", "ablate_layers(replacements=['initial'])",
+         E.ConfigError, "use one of 'zero', 'mean'", _ablate_layers(replacements=["initial"]),
+         says=("layer replacement 'initial'",)),
+    Case("layer-ablation-without-rows", "inspection", "ablate_layers() with an empty list of rows",
+         E.ConfigError, "pass the evaluation rows with their answers", _ablate_layers(rows=())),
+    Case("replaced-layer-out-of-range", "inspection", "replaced_prefix_layer(model, 2, 'zero') on a 2-layer model",
+         E.ConfigError, "the prefix has layers 0..1", _replaced_layer(2, "zero"), says=("layer 2",)),
+    Case("layer-ablation-figure-empty", "inspection", "layer_ablation_figure([])", E.ConfigError,
+         "pass the list ablate_layers(...) returned",
+         lambda bench: __import__("pbft_widgets.inspection").inspection.layer_ablation_figure([])),
     Case("faithfulness-of-a-prefix", "inspection", "faithfulness() on a prefix-tuning model",
          E.ConfigError, "needs a soft prompt in the input embedding space", _faithfulness_of_a_prefix),
     Case("fluency-of-one-token", "inspection", "fluency() of a one-token text", E.ConfigError,
