@@ -10,6 +10,7 @@ import copy
 import html
 import time
 
+import plotly.graph_objects as go
 import pytest
 import torch
 from peft import PeftModel
@@ -274,6 +275,60 @@ def test_neighbour_explorer_explains_models_without_a_soft_prompt(tiny_causal_lm
     assert "no vocabulary neighbours" in explorer.message.text and explorer.token.disabled
     assert [row["layer"] for row in explorer.rows] == [0, 1]
     assert [trace.name for trace in explorer.figure.data] == ["prefix keys", "prefix values"]
+
+
+def test_neighbour_explorer_tests_the_prompt_causally(prompt_model, smol_tokenizer):
+    from pbft_widgets.inspection import ablate_tokens, faithfulness
+
+    plain = NeighbourExplorer(prompt_model, smol_tokenizer)
+    assert plain.causal_button.disabled and plain.causal.children == ()
+    explorer = NeighbourExplorer(prompt_model, smol_tokenizer, template=sentiment(), eval_rows=ROWS,
+                                 instruction_template=sentiment())
+    assert not explorer.causal_button.disabled and explorer.ablation == []
+    explorer.causal_button.click()
+    assert explorer.message.text is None
+    expected = ablate_tokens(prompt_model, smol_tokenizer, sentiment(), ROWS, replacements=["mean", "zero"])
+    assert explorer.ablation == expected  # the same rows the core function gives
+    table = faithfulness(prompt_model, smol_tokenizer, sentiment(), ROWS, instruction_template=sentiment()).table()
+    assert explorer.faithfulness.table() == table
+    shown, figure = explorer.causal.children
+    assert "nearest tokens (cosine)" in shown.value and "hand-written instruction" in shown.value
+    assert {trace.name for trace in figure.data} == {"replaced by mean", "replaced by zero"}
+    assert explorer.figures() == [explorer.figure, figure]
+
+    explorer.test_causally(["initial"])  # the snapshot from prompt_model is the start; only v1 moved since
+    assert {row["replacement"] for row in explorer.ablation} == {"initial"}
+    assert all(row["delta_nll"] == 0 for row in explorer.ablation if row["token"] != 1)
+    explorer.test_causally(["noise"])
+    assert "use one of 'mean', 'initial', 'zero'" in explorer.message.text
+    assert not explorer.causal_button.disabled
+
+
+def test_neighbour_explorer_ablates_a_prefix_layer_by_layer(tiny_causal_lm, smol_tokenizer):
+    prefix = apply_method(tiny_causal_lm, "prefix-tuning", num_virtual_tokens=3).model
+    explorer = NeighbourExplorer(prefix, smol_tokenizer, template=sentiment(), eval_rows=ROWS)
+    explorer.test_causally()
+    assert [(row["layer"], row["replacement"]) for row in explorer.ablation] == [(0, "zero"), (1, "zero")]
+    assert explorer.faithfulness is None
+    assert list(explorer.causal.children[1].data[0].x) == [0, 1]
+
+
+def test_views_carry_a_png_of_their_charts_for_readers_without_a_kernel(prompt_model, smol_tokenizer):
+    from pbft_widgets.display import can_render_png
+
+    explorer = NeighbourExplorer(prompt_model, smol_tokenizer)
+    bundle = explorer._repr_mimebundle_()
+    assert WIDGET_MIME in bundle
+    if not can_render_png():
+        assert "image/png" not in bundle  # no browser here: the widget alone, no error
+        return
+    import base64
+
+    png = base64.b64decode(bundle["image/png"])
+    assert png.startswith(b"\x89PNG")
+    explorer.causal.children = [go.FigureWidget(go.Bar(x=[1], y=[1]))]
+    taller = base64.b64decode(explorer._repr_mimebundle_()["image/png"])
+    assert int.from_bytes(taller[20:24], "big") > int.from_bytes(png[20:24], "big")  # both charts, stacked
 
 
 def test_attention_explorer_sliders_modes_and_errors(prompt_model, smol_tokenizer):

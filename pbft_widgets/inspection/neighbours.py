@@ -62,8 +62,23 @@ def _raw_vocabulary(model) -> torch.Tensor:
 
 
 def shown(token: str) -> str:
-    """Token text with its whitespace made visible (' Class' -> '␣Class')."""
-    return token.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥") or "∅"
+    """Token text with its whitespace and control characters made visible (' Class' -> '␣Class', '\\x18' -> '␘').
+
+    Control characters are vocabulary entries too (byte-level tokenizers have one per byte); left
+    raw they are invisible in a table and break plotly's text rendering, so each becomes its
+    Unicode "control picture" (U+2400 + code) or, past that block, its escape.
+    """
+    token = token.replace(" ", "␣").replace("\n", "↵").replace("\t", "⇥")
+    return "".join(_visible(char) for char in token) or "∅"
+
+
+def _visible(char: str) -> str:
+    code = ord(char)
+    if code < 0x20:
+        return chr(0x2400 + code)
+    if code == 0x7F:
+        return "␡"
+    return char if char.isprintable() else f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def token_texts(tokenizer, ids: Sequence[int]) -> list[str]:

@@ -6,6 +6,7 @@ traceback in the middle of a notebook hides the controls the user needs to fix t
 
 from __future__ import annotations
 
+import base64
 import html
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -14,6 +15,8 @@ import ipywidgets as w
 import plotly.graph_objects as go
 from traitlets import validate
 
+from ..display import figures_png
+
 ERROR_STYLE = ("border:1px solid #d32f2f;background:#fdecea;color:#b71c1c;padding:6px 8px;"
                "border-radius:4px;margin:4px 0;white-space:pre-wrap")
 NOTE_STYLE = ("border:1px solid #f9a825;background:#fff8e1;color:#6d4c00;padding:6px 8px;"
@@ -21,17 +24,42 @@ NOTE_STYLE = ("border:1px solid #f9a825;background:#fff8e1;color:#6d4c00;padding
 
 
 class View:
-    """Base of every widget: ``.widget`` is the root container and displaying the object shows it."""
+    """Base of every widget: ``.widget`` is the root container and displaying the object shows it.
+
+    The output also carries a PNG of the view's charts (when one can be rendered, see
+    `pbft_widgets.display.figures_png`): Jupyter shows the live widget, while GitHub, nbviewer and
+    any reader without a kernel see the image. Views whose charts fill in later (a training run)
+    call `refresh_static` when they are done, which redraws the image in the same output.
+    """
 
     widget: w.Widget
+    _display_handle: Any = None
+
+    def figures(self) -> list[go.FigureWidget]:
+        """The charts currently inside the view, top to bottom."""
+        found, stack = [], [self.widget]
+        while stack:
+            node = stack.pop(0)
+            if isinstance(node, go.FigureWidget):
+                found.append(node)
+            stack[:0] = list(getattr(node, "children", ()))
+        return found
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict:
-        return self.widget._repr_mimebundle_(**kwargs)
+        bundle = dict(self.widget._repr_mimebundle_(**kwargs))
+        if png := figures_png(self.figures()):
+            bundle["image/png"] = base64.b64encode(png).decode("ascii")
+        return bundle
 
     def _ipython_display_(self) -> None:
         from IPython.display import display
 
-        display(self.widget)
+        self._display_handle = display(self._repr_mimebundle_(), raw=True, display_id=True)
+
+    def refresh_static(self) -> None:
+        """Redraw the image that travels with this view's output (no-op before the view is displayed)."""
+        if self._display_handle is not None:
+            self._display_handle.update(self._repr_mimebundle_(), raw=True)
 
 
 class MessageBox:

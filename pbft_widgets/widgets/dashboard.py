@@ -227,6 +227,7 @@ class TrainingDashboard(View):
                               else f"finished ({where})")
         finally:
             self._set_running(False)
+            self.refresh_static()  # the saved output's image shows the finished curves, not empty axes
 
     def _on_event(self, event: TrainEvent) -> None:
         self.history.append(event)

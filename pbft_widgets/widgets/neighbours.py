@@ -1,13 +1,17 @@
-"""NeighbourExplorer: the learned soft prompt's nearest vocabulary tokens, as a table and a map.
+"""NeighbourExplorer: the learned soft prompt's nearest vocabulary tokens, as a table and a map, and what they cause.
 
 Search, drift and the projection are :mod:`pbft_widgets.inspection`'s; this view picks a virtual
 token (or all), shows the result, and falls back to per-layer prefix norms for prefix tuning,
-whose prompt lives in the attention layers rather than among the input embeddings.
+whose prompt lives in the attention layers rather than among the input embeddings. Given a
+template and rows, "Test causally" checks the neighbours instead of trusting them: the
+nearest-token text scored against the soft prompt (the faithfulness gap) and the task score lost
+when each virtual token (or each layer's prefix) is replaced.
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import ipywidgets as w
@@ -15,7 +19,8 @@ import plotly.graph_objects as go
 import torch
 
 from ..errors import ConfigError, PbftError
-from ..inspection import (CAVEAT, drift, initial_prompt, nearest_tokens, neighbour_figure, prefix_figure,
+from ..inspection import (CAVEAT, Faithfulness, ablate_layers, ablate_tokens, ablation_figure, drift, faithfulness,
+                          initial_prompt, layer_ablation_figure, nearest_tokens, neighbour_figure, prefix_figure,
                           prefix_summary, prompt_spec, soft_prompt)
 from ._common import CheckedIntSlider, MessageBox, View, html_table, replace_figure
 
@@ -30,9 +35,17 @@ class NeighbourExplorer(View):
     was taken). ``.refresh()`` (the Refresh button) re-reads the prompt after more training.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, *, initial: torch.Tensor | None = None, k: int = 5) -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, initial: torch.Tensor | None = None, k: int = 5,
+                 template: Any = None, eval_rows: Sequence[Mapping[str, Any]] | None = None,
+                 instruction_template: Any = None) -> None:
+        if (template is None) != (not eval_rows):
+            raise ConfigError("testing the prompt causally needs both template= (the one it was trained with) and "
+                              "eval_rows= (validation rows with labels); pass both, or neither for neighbours only")
         self.model, self.tokenizer = model, tokenizer
         self.initial = initial if initial is not None else _snapshot_or_none(model)
+        self.template, self.eval_rows, self.instruction_template = template, list(eval_rows or []), instruction_template
+        self.faithfulness: Faithfulness | None = None  # after test_causally() on a soft prompt
+        self.ablation: list[dict[str, Any]] = []  # after test_causally(): ablate_tokens' or ablate_layers' rows
         self.rows: list[dict[str, Any]] = []  # what the table shows
         self._keep_note = False  # an out-of-range note survives the redraw it causes
         self.message = MessageBox()
@@ -40,13 +53,17 @@ class NeighbourExplorer(View):
         self.k = CheckedIntSlider(value=min(max(k, 1), MAX_K), min=1, max=MAX_K, description="k",
                                   continuous_update=False, on_out_of_range=self._out_of_range)
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.causal_button = w.Button(description="Test causally", icon="flask", disabled=template is None,
+                                      tooltip="score the nearest-token text and ablate each virtual token (or layer)")
         self.table = w.HTML()
         self.figure = go.FigureWidget()
-        self.widget = w.VBox([w.HBox([self.token, self.k, self.refresh_button]), self.message.html,
-                              self.table, self.figure])
+        self.causal = w.VBox([])  # filled by test_causally()
+        self.widget = w.VBox([w.HBox([self.token, self.k, self.refresh_button, self.causal_button]), self.message.html,
+                              self.table, self.figure, self.causal])
         self.token.observe(self._show, names="value")
         self.k.observe(self._show, names="value")
         self.refresh_button.on_click(lambda _: self.refresh())
+        self.causal_button.on_click(lambda _: self.test_causally())
         self.refresh()
         if not 1 <= k <= MAX_K and self.rows:
             self._out_of_range(self.k, k, self.k.value)
@@ -65,6 +82,41 @@ class NeighbourExplorer(View):
         if list(self.token.options) != options:
             self.token.options = options  # resets the value to "all", which redraws
         self._show()
+
+    def test_causally(self, replacements: Sequence[str] | None = None) -> None:
+        """Check the neighbours by intervention on ``eval_rows`` and show the result below the map.
+
+        A soft prompt: its nearest-token text (cosine and dot) and the hand-written instruction
+        (when ``instruction_template`` was given) scored against the prompt, with paired 95 %
+        intervals, then each virtual token replaced by ``replacements`` (default "mean" and
+        "zero"). A prefix: each layer's prefix replaced (default "zero"), answer loss per layer.
+        Problems show inline, as everywhere in the view.
+        """
+        if self.template is None:
+            raise ConfigError("this NeighbourExplorer has no template and rows to test on; build it with "
+                              "template=... and eval_rows=... (validation rows with labels)")
+        self.causal_button.disabled = True
+        try:
+            if prompt_spec(self.model).prompt_in_cache:
+                self.faithfulness = None
+                self.ablation = ablate_layers(self.model, self.tokenizer, self.template, self.eval_rows,
+                                              replacements=replacements or ("zero",))
+                figure, table = layer_ablation_figure(self.ablation), ""
+            else:
+                self.faithfulness = faithfulness(self.model, self.tokenizer, self.template, self.eval_rows,
+                                                 instruction_template=self.instruction_template)
+                self.ablation = ablate_tokens(self.model, self.tokenizer, self.template, self.eval_rows,
+                                              replacements=replacements or ("mean", "zero"), initial=self.initial)
+                figure = ablation_figure(self.ablation)
+                table = ("<b>Faithfulness: the soft prompt against its nearest-token text</b>"
+                         + html_table(self.faithfulness.table()))
+        except PbftError as exc:
+            self.message.error(exc)
+            return
+        finally:
+            self.causal_button.disabled = False
+        self.causal.children = [w.HTML(table), go.FigureWidget(figure)]
+        self.refresh_static()
 
     # ------------------------------------------------------------------------- internals
     def _show(self, change: Any = None) -> None:

@@ -46,6 +46,14 @@ def _dashboard_of_unknown_methods(bench: Bench):
     return TrainingDashboard(bench.lm(), bench.tokenizer, ROWS, methods=["adapter-soup"])
 
 
+def _explorer(bench: Bench, **options):
+    from pbft_widgets import apply_method
+    from pbft_widgets.widgets import NeighbourExplorer
+
+    model = apply_method(bench.lm(), "prompt-tuning", tokenizer=bench.tokenizer, num_virtual_tokens=4).model
+    return NeighbourExplorer(model, bench.tokenizer, **options)
+
+
 CASES: list[Case] = [
     Case("widget-negative-virtual-tokens", "widget", "PromptEditor 'Virtual tok.' set to -4",
          E.TemplateError, "use 0 (none) or more", lambda bench: _editor(bench, num_virtual_tokens=-4)),
@@ -87,6 +95,11 @@ CASES: list[Case] = [
     Case("export-unserialisable-option", "export", "a method option that is an object, not a plain value",
          E.ConfigError, "must hold plain values (numbers, strings, lists, dicts)",
          _export("recipe-object-option", method_options={"callback": object()})),
+    Case("explorer-template-without-rows", "widget", "NeighbourExplorer(template=...) without eval_rows",
+         E.ConfigError, "pass both, or neither", lambda bench: _explorer(bench, template=template())),
+    Case("explorer-causal-without-rows", "widget", "NeighbourExplorer.test_causally() on an explorer built without rows",
+         E.ConfigError, "build it with template=... and eval_rows=...",
+         lambda bench: _explorer(bench).test_causally()),
     Case("dashboard-unknown-methods", "widget", "TrainingDashboard offered only a method that does not exist",
          E.ConfigError, "choose from prompt-tuning, prefix-tuning", _dashboard_of_unknown_methods,
          says=("['adapter-soup'] do not exist or do not support task 'causal-lm'",)),
