@@ -198,6 +198,8 @@ def test_the_ablation_figure_has_accuracy_bars_with_intervals_and_loss_bars(prom
     loss = [trace for trace in fig.data if trace.yaxis == "y2"]
     assert [trace.name for trace in accuracy] == ["replaced by mean", "replaced by zero"]
     assert len(loss) == 2 and all(len(trace.x) == 2 for trace in fig.data)
+    assert [trace.marker.color for trace in loss] == [trace.marker.color for trace in accuracy]  # one colour per kind
+    assert accuracy[0].marker.color != accuracy[1].marker.color
     first = [row for row in table if row["replacement"] == "mean"]
     assert list(accuracy[0].error_y.arrayminus) == pytest.approx(
         [row["delta_accuracy"] - row["delta_accuracy_low"] for row in first])

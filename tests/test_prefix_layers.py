@@ -113,3 +113,4 @@ def test_a_generation_template_gets_the_loss_only_and_a_one_panel_figure(prefix_
     assert list(figure.data[0].x) == [1] and figure.data[0].y[0] == pytest.approx(found[0]["delta_loss"])
     with_accuracy = layer_ablation_figure(ablate_layers(prefix_model, smol_tokenizer, TEMPLATE, ROWS))
     assert len(with_accuracy.data) == 2 and with_accuracy.data[1].yaxis == "y2"
+    assert with_accuracy.data[0].marker.color == with_accuracy.data[1].marker.color  # one colour per kind

@@ -10,6 +10,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 import torch
+from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from ..errors import ConfigError
@@ -148,16 +149,16 @@ def ablation_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         subplot_titles=["change in accuracy (95 % paired-bootstrap interval)",
                                         "change in loss (label-set cross-entropy)"])
-    for kind in dict.fromkeys(row["replacement"] for row in rows):
+    for colour, kind in zip(qualitative.Plotly, dict.fromkeys(row["replacement"] for row in rows)):
         mine = [row for row in rows if row["replacement"] == kind]
         x = [f"v{row['token']} {shown(row['neighbour'])}" for row in mine]
         fig.add_trace(go.Bar(x=x, y=[row["delta_accuracy"] for row in mine], name=f"replaced by {kind}",
-                             legendgroup=kind, error_y={"type": "data", "symmetric": False,
+                             legendgroup=kind, marker_color=colour, error_y={"type": "data", "symmetric": False,
                                                         "array": [row["delta_accuracy_high"] - row["delta_accuracy"] for row in mine],
                                                         "arrayminus": [row["delta_accuracy"] - row["delta_accuracy_low"] for row in mine]},
                              hovertemplate="%{x}: Δ accuracy %{y:+.3f}<extra>" + kind + "</extra>"), row=1, col=1)
         fig.add_trace(go.Bar(x=x, y=[row["delta_nll"] for row in mine], name=f"replaced by {kind}", legendgroup=kind,
-                             showlegend=False, hovertemplate="%{x}: Δ loss %{y:+.3f}<extra>" + kind + "</extra>"),
+                             marker_color=colour, showlegend=False, hovertemplate="%{x}: Δ loss %{y:+.3f}<extra>" + kind + "</extra>"),
                       row=2, col=1)
     fig.update_layout(title="What each virtual token is worth: the task score without it", barmode="group",
                       height=560, legend_title="virtual token")
@@ -180,11 +181,12 @@ def layer_ablation_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
         panels.append(("delta_accuracy", "change in accuracy (95 % paired-bootstrap interval)", "Δ accuracy"))
     fig = make_subplots(rows=len(panels), cols=1, shared_xaxes=True, vertical_spacing=0.1,
                         subplot_titles=[title for _, title, _ in panels])
-    for kind in dict.fromkeys(row["replacement"] for row in rows):
+    for colour, kind in zip(qualitative.Plotly, dict.fromkeys(row["replacement"] for row in rows)):
         mine = [row for row in rows if row["replacement"] == kind]
         for panel, (key, _, label) in enumerate(panels, start=1):
             fig.add_trace(go.Bar(x=[row["layer"] for row in mine], y=[row[key] for row in mine],
                                  name=f"prefix replaced by {kind}", legendgroup=kind, showlegend=panel == 1,
+                                 marker_color=colour,
                                  error_y={"type": "data", "symmetric": False,
                                           "array": [row[f"{key}_high"] - row[key] for row in mine],
                                           "arrayminus": [row[key] - row[f"{key}_low"] for row in mine]},
