@@ -33,6 +33,9 @@ class NeighbourExplorer(View):
 
     ``initial`` is the prompt before training (default: the last ``snapshot_prompt(model)``, if one
     was taken). ``.refresh()`` (the Refresh button) re-reads the prompt after more training.
+    ``template`` (the one the prompt was trained with) and ``eval_rows`` (labelled rows) enable
+    ``.test_causally()`` (the Test causally button); ``instruction_template`` adds the frozen model
+    with a hand-written instruction to its faithfulness table.
     """
 
     def __init__(self, model: Any, tokenizer: Any, *, initial: torch.Tensor | None = None, k: int = 5,
