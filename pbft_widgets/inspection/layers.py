@@ -108,9 +108,6 @@ def completion_losses(model, tokenizer, template, rows: Sequence[Mapping[str, An
         shown = template.render(row, tokenizer)
         pairs.append((tokenizer(shown.prompt, add_special_tokens=special)["input_ids"],
                       tokenizer(shown.completion, add_special_tokens=False)["input_ids"]))
-    if any(not completion for _, completion in pairs):
-        raise ConfigError("a row renders to an empty completion, so there is no answer to score; check "
-                          f"the rows' {template.target_field!r} values")
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     device = device_of(model)
     losses = []
