@@ -192,8 +192,8 @@ def layer_ablation_figure(rows: Sequence[dict[str, Any]]) -> go.Figure:
                                           "arrayminus": [row[key] - row[f"{key}_low"] for row in mine]},
                                  hovertemplate="layer %{x}: " + label + " %{y:+.3f}<extra>" + kind + "</extra>"),
                           row=panel, col=1)
-        for panel, (_, _, label) in enumerate(panels, start=1):
-            fig.update_yaxes(title_text=label, row=panel, col=1)
+    for panel, (_, _, label) in enumerate(panels, start=1):
+        fig.update_yaxes(title_text=label, row=panel, col=1)
     fig.update_layout(title="What each layer's prefix is worth: the answers without it", barmode="group",
                       height=300 + 220 * len(panels))
     fig.update_xaxes(title_text="layer", dtick=1, row=len(panels), col=1)

@@ -35,6 +35,17 @@ def _require_prefix(model, what: str) -> None:
                           "prompt in the input use ablate_tokens(model, tokenizer, template, rows)")
 
 
+def _require_replacement(kind: str) -> None:
+    if kind not in LAYER_REPLACEMENTS:
+        raise ConfigError(f"layer replacement {kind!r}; use one of {', '.join(map(repr, LAYER_REPLACEMENTS))}")
+
+
+def _require_layers(model, layers: Sequence[int]) -> None:
+    n_layers = len(model.get_prompt(batch_size=1).layers)
+    if bad := [layer for layer in layers if not 0 <= layer < n_layers]:
+        raise ConfigError(f"layers {bad} do not exist; the prefix has layers 0..{n_layers - 1}")
+
+
 @contextmanager
 def replaced_prefix_layer(model, layer: int, replacement: str) -> Iterator[None]:
     """Within the block, layer ``layer``'s learned prefix keys and values are replaced; the others stay learned.
@@ -59,12 +70,9 @@ def replaced_prefix_layer(model, layer: int, replacement: str) -> Iterator[None]
         0.0
     """
     _require_prefix(model, "replaced_prefix_layer")
-    if replacement not in LAYER_REPLACEMENTS:
-        raise ConfigError(f"layer replacement {replacement!r}; use one of {', '.join(map(repr, LAYER_REPLACEMENTS))}")
+    _require_replacement(replacement)
+    _require_layers(model, [layer])
     learned = model.get_prompt  # PEFT's bound method, which builds the prefix cache per forward pass
-    n_layers = len(learned(batch_size=1).layers)
-    if not 0 <= layer < n_layers:
-        raise ConfigError(f"layer {layer} does not exist; the prefix has layers 0..{n_layers - 1}")
 
     def replace(tensor: torch.Tensor) -> torch.Tensor:  # [batch, heads, positions, head_dim]
         if replacement == "zero":
@@ -167,12 +175,10 @@ def ablate_layers(model, tokenizer, template, rows: Sequence[Mapping[str, Any]],
     """
     _require_prefix(model, "ablate_layers")
     for kind in replacements:
-        if kind not in LAYER_REPLACEMENTS:
-            raise ConfigError(f"layer replacement {kind!r}; use one of {', '.join(map(repr, LAYER_REPLACEMENTS))}")
-    n_layers = len(model.get_prompt(batch_size=1).layers)
-    indices = list(range(n_layers)) if layers is None else [int(i) for i in layers]
-    if bad := [i for i in indices if not 0 <= i < n_layers]:
-        raise ConfigError(f"layers {bad} do not exist; the prefix has layers 0..{n_layers - 1}")
+        _require_replacement(kind)
+    indices = (list(range(len(model.get_prompt(batch_size=1).layers))) if layers is None
+               else [int(i) for i in layers])
+    _require_layers(model, indices)
     rows = list(rows)
     if not rows:
         raise ConfigError("ablate_layers got no rows; pass the evaluation rows with their answers")

@@ -197,7 +197,7 @@ CASES: list[Case] = [
     Case("layer-ablation-without-rows", "inspection", "ablate_layers() with an empty list of rows",
          E.ConfigError, "pass the evaluation rows with their answers", _ablate_layers(rows=())),
     Case("replaced-layer-out-of-range", "inspection", "replaced_prefix_layer(model, 2, 'zero') on a 2-layer model",
-         E.ConfigError, "the prefix has layers 0..1", _replaced_layer(2, "zero"), says=("layer 2",)),
+         E.ConfigError, "the prefix has layers 0..1", _replaced_layer(2, "zero"), says=("layers [2]",)),
     Case("layer-ablation-figure-empty", "inspection", "layer_ablation_figure([])", E.ConfigError,
          "pass the list ablate_layers(...) returned",
          lambda bench: __import__("pbft_widgets.inspection").inspection.layer_ablation_figure([])),
