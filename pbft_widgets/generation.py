@@ -20,6 +20,7 @@ import torch
 
 from .data.classification import first_subtokens
 from .errors import ConfigError, DataError
+from .mixing import MixedRows
 from .model_facts import context_limit, device_of, id2label, inserts_virtual_tokens, method_of, token_limit
 
 _HEAD_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -79,6 +80,7 @@ def generate_texts(
     max_new_tokens: int = 64,
     add_special_tokens: bool = True,
     generation_kwargs: Mapping[str, Any] | None = None,
+    mix: MixedRows | None = None,
 ) -> list[str]:
     """Greedy continuations of ``prompts``: new text only, cut at the first stop token, stripped.
 
@@ -93,6 +95,8 @@ def generate_texts(
         max_new_tokens: the answer's budget.
         add_special_tokens: False for chat-formatted prompts, which carry their special tokens.
         generation_kwargs: passed to ``generate()`` (e.g. ``do_sample=True``), over the greedy defaults.
+        mix: per-row soft prompts and LoRA routes for a batch mixing tasks (see :mod:`pbft_widgets.mixing`);
+            ``model`` is then the base model or the LoRA PeftModel holding every task's LoRA weights.
 
     Returns:
         One string per prompt, in order.
@@ -112,15 +116,17 @@ def generate_texts(
         raise ConfigError("the tokenizer has no pad token, so prompts cannot be batched; set "
                           "tokenizer.pad_token = tokenizer.eos_token (load_tokenizer/load_model do this)")
     stop = stop_ids(model, tokenizer)
+    virtual = [0] * len(encoded) if mix is None else [mix.virtual(i) for i in range(len(encoded))]
     limit = context_limit(model)
     if limit is not None:
-        room = limit - max_new_tokens
-        if room < 1:
+        rooms = [limit - max_new_tokens - n for n in virtual]
+        if min(rooms, default=1) < 1:
             raise ConfigError(f"max_new_tokens={max_new_tokens} leaves no room for the prompt in the model's "
-                              f"{limit} positions; lower max_new_tokens")
-        warn_cut([len(ids) - room for ids in encoded], len(encoded), room, "prompts (from the start)",
-                 "shorten the inputs, lower max_new_tokens, or set the template's max_length")
-        encoded = [ids[-room:] for ids in encoded]
+                              f"{limit - max(virtual)} positions; lower max_new_tokens")
+        warn_cut([len(ids) - room for ids, room in zip(encoded, rooms)], len(encoded), min(rooms, default=0),
+                 "prompts (from the start)", "shorten the inputs, lower max_new_tokens, or set the template's "
+                 "max_length")
+        encoded = [ids[-room:] for ids, room in zip(encoded, rooms)]
     options = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1,
                "pad_token_id": tokenizer.pad_token_id, "eos_token_id": stop, **(generation_kwargs or {})}
     spec = method_of(model)
@@ -128,16 +134,22 @@ def generate_texts(
         options["use_cache"] = True  # the prefix lives in the KV cache; PEFT fails without it
     device = device_of(model)
     texts: list[str] = [""] * len(prompts)
-    batches = plan_batches([len(ids) for ids in encoded], batch_size, equal_length=inserts_virtual_tokens(model))
+    batches = plan_batches([len(ids) + n for ids, n in zip(encoded, virtual)], batch_size,
+                           equal_length=inserts_virtual_tokens(model))
     with torch.inference_mode(), warnings.catch_warnings():
         # generate() passes position_ids, which PEFT drops (with a warning per step) for prompt methods
         warnings.filterwarnings("ignore", message="Position ids are not supported")
         for batch in batches:
-            padded = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, padding_side="left",
-                                   return_tensors="pt").to(device)
-            output = model.generate(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"], **options)
+            if mix is None:
+                inputs = dict(tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, padding_side="left",
+                                            return_tensors="pt").to(device))
+            else:  # rows start as embeddings (soft prompt + text): generate() returns only the new tokens
+                inputs = {**mix.inputs(model, [encoded[i] for i in batch], batch, padding_side="left"),
+                          **mix.route(batch)}
+            output = model.generate(**inputs, **options)
             sequences = getattr(output, "sequences", output)
-            for i, new_ids in zip(batch, sequences[:, padded["input_ids"].shape[1]:].tolist()):
+            start = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
+            for i, new_ids in zip(batch, sequences[:, start:].tolist()):
                 end = next((k for k, token in enumerate(new_ids) if token in stop), len(new_ids))
                 texts[i] = tokenizer.decode(new_ids[:end], skip_special_tokens=True).strip()
     return texts

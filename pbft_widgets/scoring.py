@@ -38,6 +38,7 @@ from peft import PeftModel
 
 from .errors import ConfigError, TemplateError
 from .generation import head_limit, head_logits, plan_batches, warn_cut
+from .mixing import MixedRows
 from .model_facts import can_generate, context_limit, device_of, id2label, text_config, virtual_tokens
 
 
@@ -121,6 +122,7 @@ def score_label_words(
     *,
     batch_size: int = 8,
     add_special_tokens: bool = True,
+    mix: MixedRows | None = None,
 ) -> LabelScores:
     """Score every label's words after each prompt (see the module docstring for how).
 
@@ -132,6 +134,8 @@ def score_label_words(
         word_ids: label -> token ids of each of its words, from :func:`label_word_ids`.
         batch_size: prompts per forward pass (scores do not depend on it beyond float rounding).
         add_special_tokens: False for chat-formatted prompts, which carry their special tokens.
+        mix: per-row soft prompts and LoRA routes for a batch mixing tasks (see :mod:`pbft_widgets.mixing`);
+            rows then share no cached start, since each may begin with another prompt.
 
     Returns:
         `LabelScores` with one row per prompt.
@@ -157,19 +161,22 @@ def score_label_words(
     words = [(j, list(tokens)) for j, label in enumerate(labels) for tokens in word_ids[label]]
     longest = max(len(tokens) for _, tokens in words)
     encoded = [tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
+    virtual = [0] * len(encoded) if mix is None else [mix.virtual(i) for i in range(len(encoded))]
     limit = context_limit(model)
     if limit is not None:
-        room = limit - longest
-        warn_cut([len(ids) - room for ids in encoded], len(encoded), room, "prompts (from the start)",
-                 "shorten the inputs or set the template's max_length")
-        encoded = [ids[-room:] for ids in encoded]
-    shared = _shared_length(encoded)
+        rooms = [limit - longest - n for n in virtual]
+        warn_cut([len(ids) - room for ids, room in zip(encoded, rooms)], len(encoded), min(rooms, default=0),
+                 "prompts (from the start)", "shorten the inputs or set the template's max_length")
+        encoded = [ids[-room:] for ids, room in zip(encoded, rooms)]
+    shared = _shared_length(encoded) if mix is None else 0
     word_scores = np.zeros((len(prompts), len(words)))
     with torch.inference_mode():
         prefix = _prefix(model, encoded[0][:shared]) if shared else None
         suffixes = [ids[shared:] for ids in encoded]
-        for batch in plan_batches([len(ids) for ids in suffixes], batch_size, equal_length=False):
-            word_scores[batch] = _score_batch(model, tokenizer, [suffixes[i] for i in batch], words, prefix)
+        for batch in plan_batches([len(ids) + n for ids, n in zip(suffixes, virtual)], batch_size,
+                                  equal_length=False):
+            word_scores[batch] = _score_batch(model, tokenizer, [suffixes[i] for i in batch], words, prefix,
+                                              mix=mix, rows=batch)
     log_probs = np.full((len(prompts), len(labels)), -np.inf)
     for column, (j, _) in enumerate(words):
         log_probs[:, j] = np.logaddexp(log_probs[:, j], word_scores[:, column])
@@ -237,29 +244,33 @@ def _expanded(model: Any, cache: Any, copies: int) -> Any:
 
 
 def _score_batch(model: Any, tokenizer: Any, encoded: list[list[int]], words: list[tuple[int, list[int]]],
-                 prefix: _Prefix | None) -> np.ndarray:
+                 prefix: _Prefix | None, *, mix: MixedRows | None = None, rows: Sequence[int] = ()) -> np.ndarray:
     """log P(word | prompt) for every prompt of one batch and every word: (prompts, words).
 
     ``encoded`` holds what follows the shared prefix. Only the last real position's logits are
-    computed (a vocabulary-sized row per prompt, not per token).
+    computed (a vocabulary-sized row per prompt, not per token). With ``mix``, ``rows`` are the
+    batch's row numbers in it: each row starts with its own soft prompt and runs its own LoRA.
     """
     continue_words = any(len(tokens) > 1 for _, tokens in words)
-    padded = tokenizer.pad({"input_ids": encoded}, padding_side="right", return_tensors="pt").to(device_of(model))
-    mask = padded["attention_mask"]
+    if mix is None:
+        inputs = dict(tokenizer.pad({"input_ids": encoded}, padding_side="right", return_tensors="pt")
+                      .to(device_of(model)))
+        route: dict[str, Any] = {}
+    else:  # each row's soft prompt is part of its (right-padded) input
+        inputs, route = mix.inputs(model, encoded, rows, padding_side="right"), mix.route(rows)
+    mask = inputs["attention_mask"]
     lengths = mask.sum(1)
-    if prefix is None:  # nothing shared: the adapter inserts its prompt in this pass
-        offset, before = virtual_tokens(model), 0
-        ends = offset + lengths - 1
-        keep = torch.unique(ends)
-        output = model(input_ids=padded["input_ids"], attention_mask=mask, use_cache=continue_words,
-                       logits_to_keep=keep)
+    # a prompt-learning model inserts its virtual tokens in front of the text in this pass
+    ends = (virtual_tokens(model) if prefix is None else 0) + lengths - 1
+    keep = torch.unique(ends)
+    if prefix is None:  # nothing shared: the adapter (or the mix) puts the prompt in this pass
+        before = 0
+        output = model(**inputs, use_cache=continue_words, logits_to_keep=keep, **route)
     else:
         before = prefix.length
-        ends = lengths - 1
-        keep = torch.unique(ends)
         attention = torch.cat([torch.ones(len(encoded), before, dtype=mask.dtype, device=mask.device), mask], 1)
         positions = (before + torch.arange(mask.shape[1], device=mask.device)).expand(len(encoded), -1)
-        output = _text_model(model)(input_ids=padded["input_ids"], attention_mask=attention, position_ids=positions,
+        output = _text_model(model)(input_ids=inputs["input_ids"], attention_mask=attention, position_ids=positions,
                                     past_key_values=_expanded(model, prefix.cache, len(encoded)),
                                     use_cache=continue_words, logits_to_keep=keep)
     column = torch.searchsorted(keep, ends)
@@ -270,19 +281,20 @@ def _score_batch(model: Any, tokenizer: Any, encoded: list[list[int]], words: li
         if prefix is None:
             before = cache.get_seq_length() - mask.shape[1]  # virtual tokens or prefixes before the text
         longer = [k for k, (_, tokens) in enumerate(words) if len(tokens) > 1]
-        scores[:, longer] += _continuation(model, cache, mask, before, lengths, [words[k][1] for k in longer])
+        scores[:, longer] += _continuation(model, cache, mask, before, lengths, [words[k][1] for k in longer],
+                                           route)
     return scores.cpu().numpy()
 
 
 def _continuation(model: Any, cache: Any, mask: torch.Tensor, position_offset: int, lengths: torch.Tensor,
-                  words: list[list[int]]) -> torch.Tensor:
+                  words: list[list[int]], route: Mapping[str, Any]) -> torch.Tensor:
     """Sum of log-probs of tokens 2.. of every word after every prompt of the batch: (prompts, words).
 
     All words continue in one pass over the batch's cache: their tokens are packed side by side after
     each prompt, each token attending to the prompt and to the earlier tokens of its own word only (a
     4-D mask), at the position it would have right after the prompt. The pass is as long as the
     words' tokens, instead of one sequence per (prompt, word) each holding a copy of the prompt's keys
-    and values.
+    and values. ``route`` sends a mixed batch's rows to their LoRA adapters.
     """
     device = mask.device
     inputs, targets, word_of, step = [], [], [], []
@@ -301,7 +313,7 @@ def _continuation(model: Any, cache: Any, mask: torch.Tensor, position_offset: i
     positions = position_offset + lengths[:, None] + step_t[None, :]
     logits = _text_model(model)(input_ids=torch.tensor(inputs, device=device).expand(rows, -1),
                                 attention_mask=additive[:, None], position_ids=positions, past_key_values=cache,
-                                use_cache=False).logits
+                                use_cache=False, **route).logits
     index = torch.tensor(targets, device=device).expand(rows, -1).unsqueeze(-1)
     token_scores = logits.float().log_softmax(-1).gather(-1, index).squeeze(-1).double()
     return torch.zeros(rows, len(words), dtype=torch.float64, device=device).index_add_(1, word_of_t, token_scores)

@@ -1,4 +1,4 @@
-"""AdapterBank: one base model in memory, many task adapters, switched per request.
+"""AdapterBank: one base model in memory, many task adapters, switched per request or mixed in one batch.
 
 LoRA adapters live in one PeftModel and are switched with PEFT's multi-adapter API
 (load_adapter / set_adapter). Prompt-learning adapters (prompt tuning, prefix tuning, P-tuning)
@@ -10,13 +10,17 @@ prompt+LoRA hybrid uses both: its LoRA weights join the LoRA PeftModel, its prom
 Before every request the bank sets the whole adapter state explicitly (LoRA layers on with the
 task's adapter or off, classification-head copies switched to the task's or the base's), so
 switching A -> B -> A gives A's exact outputs.
+
+Requests for different tasks can also share one batch (:mod:`pbft_widgets.mixing`): each row gets
+its task's soft prompt in front of its text and PEFT routes it to its task's LoRA weights, so a
+stream of requests for sixteen tasks runs in full batches instead of one switch per request.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +34,7 @@ from . import hybrid
 from .adapters import check_adapter
 from .errors import AdapterError
 from .generation import generate_texts, predict_tags
+from .mixing import BASE_ROUTE, MixedRows, soft_prompt
 from .scoring import LabelScores, head_scores, label_word_ids, score_label_words
 from .model_facts import carries_adapter, infer_task
 from .registry import MethodSpec, spec_of
@@ -41,6 +46,7 @@ class _Task:
     spec: MethodSpec
     path: Path
     model: Any  # what runs the task: the LoRA PeftModel or the task's prompt wrapper
+    prompt: torch.Tensor | None = None  # its virtual tokens' embeddings, for mixed batches (prompt methods)
 
 
 class AdapterBank:
@@ -48,7 +54,9 @@ class AdapterBank:
 
     LoRA tasks share one PeftModel (switched with PEFT's multi-adapter API); prompt tasks get a thin
     wrapper around the same base; the whole adapter state is set before each request, so switching
-    A -> B -> A gives A's exact answers. Generation and prediction go through the same engine as
+    A -> B -> A gives A's exact answers. ``generate_many`` and ``predict_many`` serve requests for
+    different tasks in shared batches (each row with its own soft prompt and LoRA weights), with
+    the answers each task gives alone. Generation and prediction go through the same engine as
     `evaluate()`, so a task answers exactly what it was scored on.
 
     Args:
@@ -72,6 +80,9 @@ class AdapterBank:
     >>> answers = bank.generate("task-a", ["Review: a fine film. Sentiment:", "Review: dull. Sentiment:"])
     >>> len(answers), bank.describe()[0]["method"]
     (2, 'prompt-tuning')
+    >>> mixed = bank.generate_many([("task-a", "Review: a fine film. Sentiment:"), (None, "Hello")])  # one batch
+    >>> mixed[0] == answers[0]
+    True
 
     ```
 
@@ -120,7 +131,8 @@ class AdapterBank:
         else:
             runner = PeftModel.from_pretrained(self.model, str(directory), adapter_name=task)
         runner.eval()
-        self._tasks[task] = _Task(name=task, spec=spec, path=directory, model=runner)
+        prompt = soft_prompt(runner) if spec.inserts_input_tokens else None
+        self._tasks[task] = _Task(name=task, spec=spec, path=directory, model=runner, prompt=prompt)
 
     def _add_lora(self, task: str, directory: Path) -> PeftModel:
         if self._lora is None:
@@ -147,14 +159,59 @@ class AdapterBank:
                                      max_new_tokens=max_new_tokens, generation_kwargs=gen_kwargs)
         return outputs[0] if single else outputs
 
-    def generate_many(self, requests: Sequence[tuple[str | None, str]], **gen_kwargs) -> list[str]:
-        """Serve mixed ``(task, prompt)`` requests: grouped per task (one switch each), answered in order."""
-        outputs: list[str] = [""] * len(requests)
-        for task in dict.fromkeys(task for task, _ in requests):
-            indices = [i for i, (t, _) in enumerate(requests) if t == task]
-            for i, text in zip(indices, self.generate(task, [requests[i][1] for i in indices], **gen_kwargs)):
-                outputs[i] = text
-        return outputs
+    def generate_many(self, requests: Sequence[tuple[str | None, str]], *, mixed: bool = True,
+                      **gen_kwargs) -> list[str]:
+        """Answer ``(task, prompt)`` requests for any tasks, in order.
+
+        With ``mixed=True`` (the default) rows of different tasks share each batch: one forward pass
+        per batch whatever the tasks, each row with its own soft prompt and LoRA weights, answers
+        equal to serving each task alone (``generate``). ``mixed=False`` groups the requests per task
+        instead (one adapter switch per task), which also serves prefix-tuning tasks.
+        """
+        if not mixed:
+            outputs: list[str] = [""] * len(requests)
+            for task in dict.fromkeys(task for task, _ in requests):
+                indices = [i for i, (t, _) in enumerate(requests) if t == task]
+                for i, text in zip(indices, self.generate(task, [requests[i][1] for i in indices], **gen_kwargs)):
+                    outputs[i] = text
+            return outputs
+        if self.task_type != "causal-lm":
+            raise AdapterError(f"this bank serves a {self.task_type} model; use bank.predict(task, texts)")
+        max_new_tokens = gen_kwargs.pop("max_new_tokens", self.max_new_tokens)
+        with self._mixed([task for task, _ in requests]) as (runner, mix):
+            return generate_texts(runner, self.tokenizer, [prompt for _, prompt in requests],
+                                  batch_size=self.batch_size, max_new_tokens=max_new_tokens,
+                                  generation_kwargs=gen_kwargs, mix=mix)
+
+    def predict_many(self, requests: Sequence[tuple[str | None, Any]], *, template: Any,
+                     probabilities: bool = False) -> list:
+        """Label-word predictions for ``(task, row)`` requests of any tasks, rows of all tasks in shared batches.
+
+        The mixed-batch counterpart of ``predict`` for a causal-LM bank: ``template`` is the
+        PromptTemplate with the verbalizer (one for all tasks), or a mapping task -> template when
+        tasks use different label sets (rows are then scored per template, tasks mixed within each).
+        Rows may be dicts (rendered with their task's template) or already rendered prompts.
+        """
+        if self.task_type != "causal-lm":
+            raise AdapterError(f"mixed batches serve causal-LM banks, and this bank serves a {self.task_type} "
+                               "model; call bank.predict(task, texts) once per task")
+        templates = [self._template_for(task, template) for task, _ in requests]
+        answers: list[Any] = [None] * len(requests)
+        for chosen in {id(t): t for t in templates}.values():
+            indices = [i for i, t in enumerate(templates) if t is chosen]
+            with self._mixed([requests[i][0] for i in indices]) as (runner, mix):
+                scores = self._label_word_scores(runner, [requests[i][1] for i in indices], chosen, mix=mix)
+            for i, item in zip(indices, self._answers(scores, probabilities)):
+                answers[i] = item
+        return answers
+
+    def _template_for(self, task: str | None, template: Any) -> Any:
+        if not isinstance(template, Mapping):
+            return template
+        if task not in template:
+            raise AdapterError(f"no template for task {task!r} in template=; give one per task that has requests "
+                               f"(got templates for {', '.join(map(repr, template)) or 'none'})")
+        return template[task]
 
     def predict(self, task: str | None, texts: Sequence[Any], *, template: Any = None, probabilities: bool = False,
                 calibration: Any = None) -> list:
@@ -182,18 +239,23 @@ class AdapterBank:
                 scores = head_scores(runner, self.tokenizer, [str(t) for t in texts], self.batch_size)
         if calibration is not None:
             scores = calibration.apply(scores)
+        return self._answers(scores, probabilities)
+
+    @staticmethod
+    def _answers(scores: LabelScores, probabilities: bool) -> list:
         if not probabilities:
             return scores.predictions
         return [{"label": label, "probabilities": dict(zip(scores.labels, map(float, row)))}
                 for label, row in zip(scores.predictions, scores.probabilities)]
 
-    def _label_word_scores(self, runner: Any, texts: Sequence[Any], template: Any) -> LabelScores:
+    def _label_word_scores(self, runner: Any, texts: Sequence[Any], template: Any,
+                           mix: MixedRows | None = None) -> LabelScores:
         if template is None or template.verbalizer is None:
             raise AdapterError("a causal-LM bank classifies by label words; pass template= (the PromptTemplate "
                                "with the verbalizer the task was trained with), or use bank.generate(task, prompts)")
         prompts = [text if isinstance(text, str) else template.render_prompt(text, self.tokenizer) for text in texts]
         return score_label_words(runner, self.tokenizer, prompts, label_word_ids(template, self.tokenizer),
-                                 batch_size=self.batch_size, add_special_tokens=template.style != "chat")
+                                 batch_size=self.batch_size, add_special_tokens=template.style != "chat", mix=mix)
 
     def compare(self, task: str, prompts: Sequence[str], **gen_kwargs) -> list[dict[str, Any]]:
         """Base model and tuned model side by side: [{'prompt', 'base', 'tuned'}, ...]."""
@@ -247,3 +309,21 @@ class AdapterBank:
                                    inference_mode=True)
         with torch.no_grad():
             yield self.model if entry is None else entry.model
+
+    @contextmanager
+    def _mixed(self, tasks: Sequence[str | None]):
+        """Every LoRA adapter on, routed per row; yield the module that runs the mix and each row's inputs."""
+        entries = [self._entry(task) for task in tasks]
+        cached = sorted({e.name for e in entries if e is not None and e.spec.prompt_in_cache})
+        if cached:
+            raise AdapterError(f"task(s) {', '.join(map(repr, cached))} use prefix tuning, whose prompt is a key/value "
+                               "prefix inside every layer that one batch cannot hold per row; serve them with "
+                               "bank.generate_many(requests, mixed=False) (one switch per task), or retrain them "
+                               "with prompt tuning, P-tuning or LoRA, which mix")
+        mix = MixedRows(prompts=[None if e is None else e.prompt for e in entries],
+                        adapters=None if self._lora is None else
+                        [e.name if e is not None and e.spec.has_lora else BASE_ROUTE for e in entries])
+        if self._lora is not None:
+            self._lora.base_model.enable_adapter_layers()
+        with torch.no_grad():
+            yield (self.model if self._lora is None else self._lora), mix

@@ -7,7 +7,9 @@ gives each task distinct, deterministic outputs in milliseconds, which is all se
 from __future__ import annotations
 
 import copy
+import itertools
 import json
+import random
 
 import pytest
 import torch
@@ -158,8 +160,71 @@ def test_batched_generation_equals_one_by_one(causal_bank):
 def test_generate_many_groups_by_task_and_keeps_order(causal_bank):
     bank, _, _ = causal_bank
     requests = [("legal", PROMPTS[0]), ("nahuatl", PROMPTS[1]), ("legal", PROMPTS[2]), (None, PROMPTS[3]),
-                ("hybrid", PROMPTS[0]), ("nahuatl", PROMPTS[3])]
+                ("clinical", PROMPTS[0]), ("nahuatl", PROMPTS[3])]
+    assert bank.generate_many(requests, mixed=False) == [bank.generate(task, prompt) for task, prompt in requests]
+
+
+# ----------------------------------------------------------------------------- mixed-task batches
+MIXABLE = [None, "legal", "code", "nahuatl", "ptune", "hybrid"]  # base, two LoRAs, prompt, P-tuning, hybrid
+
+
+def mixed_stream(tasks, seed=0, n=10):
+    """A seeded stream of (task, prompt) requests over ``tasks``, every task at least once."""
+    generator = torch.Generator().manual_seed(seed)
+    picks = [*tasks, *(tasks[i] for i in torch.randint(len(tasks), (n - len(tasks),), generator=generator))]
+    order = torch.randperm(len(picks), generator=generator).tolist()
+    return [(picks[i], PROMPTS[(i + k) % len(PROMPTS)]) for k, i in enumerate(order)]
+
+
+def test_a_mixed_batch_answers_what_each_task_answers_alone(causal_bank):
+    """Rows of every mixable method (and the bare base) in shared batches: the strings served one task at a time."""
+    bank, _, _ = causal_bank
+    alone = {(task, p): bank.generate(task, p) for task in MIXABLE for p in PROMPTS}
+    requests = mixed_stream(MIXABLE, n=16)
+    for batch_size in (16, 3):
+        bank.batch_size = batch_size
+        assert bank.generate_many(requests) == [alone[r] for r in requests], batch_size
+    assert len({alone[r] for r in requests}) > 6  # tasks answer differently: the comparison has teeth
+    for pair in itertools.combinations(MIXABLE, 2):  # every pair of methods alone in a batch
+        requests = mixed_stream(list(pair), seed=len(pair[1] or ""), n=6)
+        assert bank.generate_many(requests) == [alone[r] for r in requests], pair
+    assert bank.generate("legal", PROMPTS) == [alone[("legal", p)] for p in PROMPTS]  # switching still exact
+
+
+def test_a_mixed_batch_scores_label_words_as_each_task_alone(causal_bank, smol_tokenizer):
+    bank, _, _ = causal_bank
+    requests = [(task, review) for task in MIXABLE for review in REVIEWS]
+    random.Random(0).shuffle(requests)
+    alone = [bank.predict(task, [review], template=CLOZE, probabilities=True)[0] for task, review in requests]
+    bank.batch_size = 5
+    mixed = bank.predict_many(requests, template=CLOZE, probabilities=True)
+    assert [m["label"] for m in mixed] == [a["label"] for a in alone]
+    for m, a in zip(mixed, alone):
+        assert list(m["probabilities"].values()) == pytest.approx(list(a["probabilities"].values()), abs=1e-5)
+    assert len({round(a["probabilities"]["pos"], 4) for a in alone}) > 6
+    two_label_sets = {task: CLOZE if task != "code" else CODE_CLOZE for task in MIXABLE}
+    assert bank.predict_many(requests, template=two_label_sets) == [
+        bank.predict(task, [review], template=two_label_sets[task])[0] for task, review in requests]
+
+
+def test_a_mixed_batch_on_a_4bit_base_answers_as_each_task_alone(lm, smol_tokenizer, tmp_path):
+    """QLoRA rows, soft-prompt rows and base rows share batches on a 4-bit base."""
+    folder, _, base = saved_adapter(lm, smol_tokenizer, tmp_path, "qlora")
+    make_adapter(load_model(folder, quantization="4bit").model, "prompt-tuning", tmp_path / "prompt", seed=4,
+                 num_virtual_tokens=5)
+    bank = AdapterBank(load_model(folder, quantization="4bit").model, base.tokenizer, max_new_tokens=8, batch_size=4)
+    bank.add("qlora", tmp_path / "qlora")
+    bank.add("prompt", tmp_path / "prompt")
+    requests = mixed_stream([None, "qlora", "prompt"], n=9)
     assert bank.generate_many(requests) == [bank.generate(task, prompt) for task, prompt in requests]
+    assert len({bank.generate(task, PROMPTS[1]) for task in (None, "qlora", "prompt")}) == 3
+
+
+def test_prefix_tuning_cannot_mix_and_says_what_to_do(causal_bank):
+    bank, _, _ = causal_bank
+    with pytest.raises(AdapterError, match="mixed=False"):
+        bank.generate_many([("legal", PROMPTS[0]), ("clinical", PROMPTS[1])])
+    assert bank.generate_many([("clinical", PROMPTS[1])], mixed=False) == [bank.generate("clinical", PROMPTS[1])]
 
 
 def test_merge_gives_a_standalone_model_and_keeps_the_bank(causal_bank, smol_tokenizer):
@@ -293,6 +358,7 @@ CLOZE = PromptTemplate(input_template="Review: {text}", output_indicator="Sentim
                        verbalizer=Verbalizer({"pos": ["positive", "good"], "neg": "negative", "mixed": "mixed"}))
 REVIEWS = [{"text": text, "label": label} for text, label in
            [("a wonderful film", "pos"), ("dull", "neg"), ("some good scenes, too long", "mixed"), ("fine", "pos")]]
+CODE_CLOZE = CLOZE.with_changes(verbalizer=Verbalizer({"bug": "broken", "ok": ["fine", "correct"]}))
 
 
 @pytest.mark.parametrize("method", METHODS)

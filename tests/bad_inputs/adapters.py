@@ -7,7 +7,7 @@ import shutil
 
 from pbft_widgets import errors as E
 
-from .bench import Bench, Case
+from .bench import Bench, Case, template
 
 
 def _load_adapter(*args, **kwargs):
@@ -200,6 +200,14 @@ def _generate_on_classifier_bank(bench: Bench):
     return bank.generate("seq", "text")
 
 
+def _mixed_on_classifier_bank(bench: Bench):
+    from pbft_widgets import AdapterBank
+
+    bank = AdapterBank(bench.bert("sequence-classification", LABELS), bench.bert_tokenizer)
+    bank.add("seq", _sequence_adapter(bench))
+    return bank.predict_many([("seq", "text"), (None, "text")], template=None)
+
+
 CASES: list[Case] = [
     Case("adapter-other-base", "adapter", "an adapter loaded onto another base model",
          E.AdapterError, "pass it to load_adapter",
@@ -267,6 +275,22 @@ CASES: list[Case] = [
     Case("bank-adapter-other-task-head", "adapter", "a sequence-classification adapter in a token-classification bank",
          E.AdapterError, "put it in a bank built on a matching base model", _sequence_adapter_in_token_bank,
          says=("for sequence-classification but this bank serves a token-classification",)),
+    Case("bank-mixed-unknown-task", "adapter", "a mixed batch with a row for a task the bank does not hold",
+         E.AdapterError, "known tasks: legal, nahuatl",
+         _bank_call(lambda bank, bench: bank.generate_many([("legal", "Hi"), ("medical", "Summarise: ...")])),
+         says=("unknown task 'medical'",)),
+    Case("bank-mixed-prefix-tuning", "adapter", "a mixed batch with a row for a prefix-tuning task",
+         E.AdapterError, "bank.generate_many(requests, mixed=False)",
+         _bank_call(lambda bank, bench: bank.generate_many([("legal", "Hi"), ("clinical", "Hi")]),
+                    adapters=(("legal", "lora"), ("clinical", "prefix-tuning"))),
+         says=("'clinical' use prefix tuning",)),
+    Case("bank-mixed-template-missing", "adapter", "predict_many with per-task templates that leave a task out",
+         E.AdapterError, "give one per task that has requests",
+         _bank_call(lambda bank, bench: bank.predict_many([("legal", "Review: fine. Sentiment:"), ("nahuatl", "x")],
+                                                          template={"legal": template()})),
+         says=("no template for task 'nahuatl'",)),
+    Case("bank-mixed-on-classifier", "adapter", "predict_many on a bank of a classifier",
+         E.AdapterError, "call bank.predict(task, texts) once per task", _mixed_on_classifier_bank),
     Case("bank-probabilities-per-word", "adapter", "bank.predict(..., probabilities=True) on a token-classification bank",
          E.AdapterError, "call predict(task, texts) without probabilities=", _token_bank_probabilities),
 ]
