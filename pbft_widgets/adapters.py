@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,8 @@ from .builders import prepare_4bit_base
 from .checkpoints import refuse_incomplete_checkpoint
 from .errors import AdapterError, ConfigError
 from .methods import PeftSetup, has_prompt_encoder_weights, method_report, prompt_encoder_state
-from .model_facts import base_fingerprint, carries_adapter, infer_task, method_of, quantization_of
+from .model_card import CARD, check_metrics_belong, render_card
+from .model_facts import adapter_fingerprint, base_fingerprint, carries_adapter, infer_task, method_of, quantization_of
 from .registry import TASK_TYPES, spec_for, spec_of
 
 MANIFEST = "pbft_adapter.json"
@@ -34,13 +36,18 @@ FORMAT_VERSION = 1
 ENCODER_FILE = "pbft_prompt_encoder.safetensors"
 
 
-def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write the adapter of a PeftSetup (or PeftModel) to `path`; nothing half-written, ever.
+def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = False, template: Any = None,
+                 tokenizer: Any = None, data: Sequence[Mapping[str, Any]] | None = None, metrics: Sequence[Any] = (),
+                 license: str | None = None, datasets: Sequence[str] = (), intended_use: str | None = None,
+                 limitations: str | None = None, training: Mapping[str, Any] | None = None) -> Path:
+    """Write the adapter of a PeftSetup (or PeftModel) to `path`, with its model card; nothing half-written, ever.
 
-    The directory holds PEFT's own files (plain `PeftModel.from_pretrained` loads it) plus
-    `pbft_adapter.json`: method, task, options, training defaults, a fingerprint of the base model,
-    and the size and SHA-256 of every file. Everything is written into a temporary sibling that is
-    renamed into place, so a crash leaves either the old adapter or the new one.
+    The directory holds PEFT's own files (plain `PeftModel.from_pretrained` loads it), a model card
+    `README.md` in the Hub's format (`pbft_widgets.model_card`), and `pbft_adapter.json`: method,
+    task, options, training defaults, a fingerprint of the base model, and the size and SHA-256 of
+    every file. Everything is written into a temporary sibling that is renamed into place, so a
+    crash leaves either the old adapter or the new one. The card describes what it is given: pass
+    the template, the training rows and evaluations of this adapter to have them on it.
 
     Args:
         setup_or_model (`PeftSetup` or `peft.PeftModel`):
@@ -49,6 +56,23 @@ def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = F
             The adapter's directory.
         overwrite (`bool`, defaults to `False`):
             Replace an existing adapter (only an adapter: a folder of other files is refused).
+        template (`PromptTemplate`, *optional*):
+            The card shows it, with the first row of `data` rendered.
+        tokenizer (*optional*):
+            Renders that example (needed for chat templates).
+        data (sequence of mappings, *optional*):
+            The training rows: the card gives their count, fields, label counts and SHA-256.
+        metrics (sequence of `EvalResult`, *optional*):
+            Evaluations of this adapter, shown with 95 % bootstrap intervals; one made on another
+            adapter (or on this one before it trained further) is refused.
+        license (`str`, *optional*):
+            The card's licence (default: the embedded base model's, else "other").
+        datasets (sequence of `str`, *optional*):
+            Dataset names for the card's header.
+        intended_use, limitations (`str`, *optional*):
+            Your words for those sections (defaults say what little can be said in general).
+        training (mapping, *optional*):
+            Training settings to list (`train()` passes its steps, batch size, learning rate, seed, loss).
 
     Returns:
         `pathlib.Path`: the adapter's directory.
@@ -66,6 +90,7 @@ def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = F
     ```
     """
     model, method, task, extra = _unpack(setup_or_model)
+    check_metrics_belong(metrics, adapter_fingerprint(model))
     target = Path(path).expanduser()
     atomic.recover_dir(target)
     if target.exists() and not overwrite:
@@ -87,6 +112,10 @@ def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = F
                          "torch": torch.__version__},
         }
         (tmp / MANIFEST).write_text(json.dumps(_jsonable(manifest), indent=2) + "\n", encoding="utf-8")
+        card = render_card(_jsonable(manifest), target, template=template, tokenizer=tokenizer, data=data,
+                           metrics=metrics, license=license, datasets=datasets, intended_use=intended_use,
+                           limitations=limitations, training=training, weights=tmp)
+        (tmp / CARD).write_text(card, encoding="utf-8")
         atomic.replace_dir(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -22,7 +22,7 @@ from .calibration import Calibration
 from .errors import ConfigError, DataError
 from .generation import generate_texts, predict_tags
 from .metrics import METRICS_BY_TASK, compute_metrics, normalise_answer
-from .model_facts import can_generate, id2label
+from .model_facts import adapter_fingerprint, can_generate, id2label
 from .probability_metrics import probability_scores
 from .scoring import LabelScores, head_scores, label_word_ids, score_label_words
 
@@ -51,6 +51,7 @@ class EvalResult:
     labels: list[str] | None = None  # the columns of `probabilities`
     scoring: str = "generate"  # "label-words", "generate" or "head"
     metric_options: dict[str, Any] | None = None  # what the scores were computed with (bootstrap reuses it)
+    adapter_fingerprint: str | None = None  # the adapter state it scored (model_facts.adapter_fingerprint)
 
     @property
     def n(self) -> int:
@@ -421,6 +422,7 @@ def evaluate(
         labels=labels,
         scoring=scoring,
         metric_options=dict(metric_options or {}),
+        adapter_fingerprint=adapter_fingerprint(model),
     )
 
 

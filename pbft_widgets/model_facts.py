@@ -7,6 +7,7 @@ evaluator, the bank, the adapters and the inspections read the same answer.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
@@ -42,6 +43,25 @@ def device_of(model: Any) -> torch.device:
 def carries_adapter(model: Any) -> bool:
     """True for a PeftModel or a model with adapter layers injected (e.g. a prompt+LoRA base)."""
     return isinstance(model, PeftModel) or any(isinstance(m, BaseTunerLayer) for m in model.modules())
+
+
+_ADAPTER_PARTS = ("lora_", "prompt_encoder", "modules_to_save")
+
+
+def adapter_fingerprint(model: Any) -> str | None:
+    """SHA-256 of an adapter's own weights (LoRA, prompt encoder, head copies); None for a plain model.
+
+    It ties an evaluation to the exact adapter state it scored, so a model card never reports
+    the scores of another adapter, or of this one before it trained further.
+    """
+    if not carries_adapter(model):
+        return None
+    digest = hashlib.sha256()
+    for name, param in model.named_parameters():
+        if any(part in name for part in _ADAPTER_PARTS):
+            digest.update(name.encode("utf-8"))
+            digest.update(param.detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def method_of(model: Any) -> MethodSpec | None:

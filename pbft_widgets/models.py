@@ -43,6 +43,7 @@ class EmbeddedModel:
     parameters: str
     licence: str
     good_for: str
+    hub_id: str  # the Hub repository the embedded weights come from (a model card's base_model)
 
 
 EMBEDDED: dict[str, EmbeddedModel] = {
@@ -55,6 +56,7 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         parameters="135M",
         licence="Apache-2.0",
         good_for="generative tasks on CPU: prompt/prefix/P-tuning, LoRA, QLoRA, the prompt+LoRA hybrid",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct",
     ),
     "minilm-l6": EmbeddedModel(
         name="minilm-l6",
@@ -65,8 +67,16 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         parameters="22.7M",
         licence="MIT",
         good_for="encoder tasks (NER, classification) with deep prompts (P-tuning v2) or LoRA",
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
     ),
 }
+
+
+def embedded_for(name_or_path: str) -> EmbeddedModel | None:
+    """The embedded model a loaded model came from (by its converted folder's name), or None."""
+    return EMBEDDED.get(Path(name_or_path).name) if name_or_path else None
+
+
 DEFAULT_BY_TASK = {
     "causal-lm": "smollm2-135m-instruct",
     "token-classification": "minilm-l6",

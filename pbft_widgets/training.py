@@ -232,9 +232,12 @@ def train(
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     adapter_path = None
-    if save_final_adapter and trainer.is_world_process_zero():
-        adapter_path = save_adapter(setup, out / "adapter", overwrite=True)
     final_loss = next((e.loss for e in reversed(stream.history) if e.loss is not None), None)
+    if save_final_adapter and trainer.is_world_process_zero():
+        settings = {"max_steps": max_steps, "steps_done": trainer.state.global_step, "batch_size": batch_size,
+                    "learning_rate": learning_rate, "seed": seed, "final_training_loss": final_loss}
+        adapter_path = save_adapter(setup, out / "adapter", overwrite=True, template=template, tokenizer=tokenizer,
+                                    data=train_rows, training=settings)
     stream.emit(TrainEvent("end", trainer.state.global_step, max_steps, loss=final_loss,
                            elapsed_seconds=stream.elapsed()))
     return TrainResult(model=trainer.model, history=stream.history, output_dir=out, adapter_path=adapter_path,

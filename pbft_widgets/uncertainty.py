@@ -95,6 +95,20 @@ def paired_bootstrap(
     return intervals
 
 
+def score_intervals(result: EvalResult, *, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
+                    seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Bootstrap interval of each score of one evaluation that its predictions determine.
+
+    Scores read from probabilities (ECE, Brier, NLL) are not resampled here; a single row cannot be
+    resampled at all, so an evaluation of fewer than 2 rows gets no intervals.
+    """
+    if result.n < 2:
+        return {}
+    resampled = [name for name, value in _scores_on(result, np.arange(result.n)).items()
+                 if isinstance(value, (int, float)) and not isinstance(value, bool)]
+    return paired_bootstrap([result], resampled, n_resamples=n_resamples, confidence=confidence, seed=seed)[0]
+
+
 def accuracy_differences(baseline: EvalResult, results: Sequence[EvalResult], *, n_resamples: int = N_RESAMPLES,
                          confidence: float = CONFIDENCE, seed: int = 0) -> list[tuple[float, float]]:
     """Paired-bootstrap intervals of each result's accuracy minus the baseline's, all at once.
