@@ -143,13 +143,11 @@ def generate_texts(
             if mix is None:
                 inputs = dict(tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, padding_side="left",
                                             return_tensors="pt").to(device))
-            else:  # rows start as embeddings (soft prompt + text): generate() returns only the new tokens
-                inputs = {**mix.inputs(model, [encoded[i] for i in batch], batch, padding_side="left"),
-                          **mix.route(batch)}
+            else:  # each row's soft prompt and text are prefilled; generate() continues from their cache
+                inputs = mix.prefilled(model, [encoded[i] for i in batch], batch, pad_id=tokenizer.pad_token_id)
             output = model.generate(**inputs, **options)
             sequences = getattr(output, "sequences", output)
-            start = inputs["input_ids"].shape[1] if "input_ids" in inputs else 0
-            for i, new_ids in zip(batch, sequences[:, start:].tolist()):
+            for i, new_ids in zip(batch, sequences[:, inputs["input_ids"].shape[1]:].tolist()):
                 end = next((k for k, token in enumerate(new_ids) if token in stop), len(new_ids))
                 texts[i] = tokenizer.decode(new_ids[:end], skip_special_tokens=True).strip()
     return texts

@@ -20,10 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
+from .model_facts import text_config
+
 BASE_ROUTE = "__base__"  # PEFT's name for "no LoRA adapter" in adapter_names
+PREFILL_ROWS = 4  # rows per prefill pass in mixed generation (sorted by length, so each pass pads little)
 
 
 @dataclass(frozen=True)
@@ -57,21 +61,73 @@ class MixedRows:
         ``padding_side`` with zero vectors the mask hides.
         """
         embedding = model.get_input_embeddings()
-        weight = embedding.weight
-        pieces = []
-        for i, ids in zip(rows, encoded):
-            text = embedding(torch.tensor(ids, device=weight.device))
-            prompt = self.prompts[i]
-            pieces.append(text if prompt is None else torch.cat([prompt.to(device=weight.device, dtype=text.dtype),
-                                                                  text]))
-        width = max(piece.shape[0] for piece in pieces)
-        embeds = torch.zeros(len(pieces), width, weight.shape[1], dtype=pieces[0].dtype, device=weight.device)
-        mask = torch.zeros(len(pieces), width, dtype=torch.long, device=weight.device)
-        for k, piece in enumerate(pieces):
-            span = slice(width - piece.shape[0], width) if padding_side == "left" else slice(0, piece.shape[0])
-            embeds[k, span] = piece
-            mask[k, span] = 1
+        embeds, mask = _padded([self._embedded(embedding, ids, i) for ids, i in zip(encoded, rows)], padding_side)
         return {"inputs_embeds": embeds, "attention_mask": mask}
+
+    def prefilled(self, model, encoded: Sequence[Sequence[int]], rows: Sequence[int], *,
+                  pad_id: int) -> dict[str, Any]:
+        """``generate()`` inputs for ``rows`` with everything but each row's last token already in a KV cache.
+
+        One padded pass over rows of very different lengths (a 20-token soft prompt on some, none on
+        others) spends much of its compute on padding. Instead the rows are sorted by length and
+        run ``PREFILL_ROWS`` at a time, each pass padded only to its own longest row; their keys and
+        values are then laid side by side, left-padded to the batch's width, and ``generate()``
+        continues from that cache with each row's last token (positions follow the attention mask,
+        so every row keeps the positions it has alone).
+        """
+        from transformers import DynamicCache
+
+        embedding = model.get_input_embeddings()
+        heads = [self._embedded(embedding, ids, i)[:-1] for ids, i in zip(encoded, rows)]
+        width = max(head.shape[0] for head in heads)
+        device = embedding.weight.device
+        mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+        layers: list[tuple[torch.Tensor, torch.Tensor]] = []
+        order = sorted(range(len(rows)), key=lambda k: -heads[k].shape[0])
+        for start in range(0, len(order) if width else 0, PREFILL_ROWS):
+            group = order[start:start + PREFILL_ROWS]
+            embeds, group_mask = _padded([heads[k] for k in group], "left")
+            if group_mask.shape[1] == 0:
+                continue  # rows of one token: nothing before it to cache
+            positions = (group_mask.cumsum(-1) - 1).clamp(min=0)
+            cache = model(inputs_embeds=embeds, attention_mask=group_mask, position_ids=positions, use_cache=True,
+                          logits_to_keep=1, **self.route([rows[k] for k in group])).past_key_values
+            right = slice(width - group_mask.shape[1], width)
+            if not layers:
+                layers = [(layer.keys.new_zeros(len(rows), *layer.keys.shape[1:2], width, layer.keys.shape[-1]),
+                           layer.values.new_zeros(len(rows), *layer.values.shape[1:2], width,
+                                                  layer.values.shape[-1])) for layer in cache.layers]
+            for (keys, values), layer in zip(layers, cache.layers):
+                keys[group, :, right] = layer.keys
+                values[group, :, right] = layer.values
+            mask[group, right] = group_mask
+        ids = torch.full((len(rows), width + 1), pad_id, dtype=torch.long, device=device)
+        ids[:, -1] = torch.tensor([row_ids[-1] for row_ids in encoded], device=device)
+        mask = torch.cat([mask, torch.ones(len(rows), 1, dtype=mask.dtype, device=device)], 1)
+        inputs: dict[str, Any] = {"input_ids": ids, "attention_mask": mask, **self.route(rows)}
+        if layers:
+            inputs["past_key_values"] = DynamicCache(ddp_cache_data=layers, config=text_config(model))
+        return inputs
+
+    def _embedded(self, embedding, ids: Sequence[int], row: int) -> torch.Tensor:
+        """Row ``row``'s soft prompt (if any) then its text's embeddings: (tokens, hidden)."""
+        weight = embedding.weight
+        text = embedding(torch.tensor(ids, device=weight.device))
+        prompt = self.prompts[row]
+        return text if prompt is None else torch.cat([prompt.to(device=weight.device, dtype=text.dtype), text])
+
+
+def _padded(pieces: list[torch.Tensor], side: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (tokens, hidden) pieces into (rows, width, hidden) with zero padding on ``side``, and the mask."""
+    width = max(piece.shape[0] for piece in pieces)
+    first = pieces[0]
+    embeds = first.new_zeros(len(pieces), width, first.shape[1])
+    mask = torch.zeros(len(pieces), width, dtype=torch.long, device=first.device)
+    for k, piece in enumerate(pieces):
+        span = slice(width - piece.shape[0], width) if side == "left" else slice(0, piece.shape[0])
+        embeds[k, span] = piece
+        mask[k, span] = 1
+    return embeds, mask
 
 
 def soft_prompt(prompt_model) -> torch.Tensor:
