@@ -7,7 +7,7 @@ import shutil
 
 from pbft_widgets import errors as E
 
-from .bench import Bench, Case, template
+from .bench import ROWS, Bench, Case, template
 
 
 def _load_adapter(*args, **kwargs):
@@ -200,6 +200,15 @@ def _generate_on_classifier_bank(bench: Bench):
     return bank.generate("seq", "text")
 
 
+def _card_with_metrics_of_another_adapter(bench: Bench):
+    from pbft_widgets import apply_method, evaluate, save_adapter
+
+    scored = evaluate(apply_method(bench.lm(), "lora").model, bench.tokenizer, ROWS, template=template(),
+                      task_kind="classification")
+    other = apply_method(bench.lm(), "prompt-tuning", num_virtual_tokens=4)
+    return save_adapter(other, bench.path("card-of-another"), metrics=[scored])
+
+
 def _mixed_on_classifier_bank(bench: Bench):
     from pbft_widgets import AdapterBank
 
@@ -291,6 +300,9 @@ CASES: list[Case] = [
          says=("no template for task 'nahuatl'",)),
     Case("bank-mixed-on-classifier", "adapter", "predict_many on a bank of a classifier",
          E.AdapterError, "call bank.predict(task, texts) once per task", _mixed_on_classifier_bank),
+    Case("card-metrics-of-another-adapter", "adapter", "save_adapter(..., metrics=[...]) with an evaluation of "
+         "another adapter", E.AdapterError, "evaluate this adapter (evaluate(setup.model, ...)) and pass that result",
+         _card_with_metrics_of_another_adapter, says=("was made on another adapter",)),
     Case("bank-probabilities-per-word", "adapter", "bank.predict(..., probabilities=True) on a token-classification bank",
          E.AdapterError, "call predict(task, texts) without probabilities=", _token_bank_probabilities),
 ]
