@@ -18,14 +18,18 @@ FULL = {"matrix": {"steps": 30, "batch_size": 8, "train_per_type": 60, "test_per
         "ner": {"epochs": 3, "batch_size": 16, "steps": None},
         "inspection": {"repeats": 20, "virtual": 100, "tokens": 256},
         "scoring": {"repeats": 3, "test_per_type": 3},
-        "ablation": {"repeats": 3, "test_per_type": 3, "virtual": 20}}
+        "ablation": {"repeats": 3, "test_per_type": 3, "virtual": 20},
+        # (tasks, answer budget in tokens, requests): short answers at 1/4/16 tasks, a sentence at 16
+        "serving": {"cases": [[1, 8, 96], [4, 8, 96], [16, 8, 96], [16, 32, 48]], "batch_size": 16,
+                    "clauses_per_type": 8, "seed": 0}}
 SMOKE = {"matrix": {"steps": 2, "batch_size": 2, "train_per_type": 1, "test_per_type": 1},
          "baseline": {"steps": 2, "batch_size": 2, "train_per_type": 1, "eval_per_type": 1, "repeats": 1},
          "qlora": {"steps": 2, "batch_size": 2, "train_per_type": 1, "repeats": 1},
          "ner": {"epochs": 1, "batch_size": 4, "steps": 2},
          "inspection": {"repeats": 1, "virtual": 100, "tokens": 32},
          "scoring": {"repeats": 1, "test_per_type": 1},
-         "ablation": {"repeats": 1, "test_per_type": 1, "virtual": 4}}
+         "ablation": {"repeats": 1, "test_per_type": 1, "virtual": 4},
+         "serving": {"cases": [[1, 4, 8], [4, 4, 8]], "batch_size": 4, "clauses_per_type": 1, "seed": 0}}
 SUITES = tuple(FULL)
 
 
@@ -58,6 +62,10 @@ def plan(suite: str, budget: dict[str, Any], common: dict[str, Any]) -> Plan:
         return Plan([{**common, **budget}], _scoring_summary)
     if suite == "ablation":
         return Plan([{**common, **budget}], _ablation_summary)
+    if suite == "serving":
+        each = {k: v for k, v in budget.items() if k != "cases"}
+        return Plan([{**common, **each, "tasks": tasks, "max_new_tokens": tokens, "requests": requests}
+                     for tasks, tokens, requests in budget["cases"]], _serving_summary)
     raise ValueError(f"unknown suite {suite!r}; use one of {', '.join(SUITES)}")
 
 
@@ -148,3 +156,15 @@ def _ablation_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
     slowest = max(seconds, key=seconds.get)
     return {"slowest_replacement": slowest, "slowest_seconds": seconds[slowest], "target_seconds": 60.0,
             "target_met": seconds[slowest] <= 60.0}
+
+
+def _serving_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
+    most = max(c["tasks"] for c in cases)
+    verdicts = []
+    for case in (c for c in cases if c["tasks"] == most):
+        equal = case["equal_to_switching"]["mixed"] == case["requests"]
+        mixed = case["paths"]["mixed"]
+        verdicts.append({"max_new_tokens": case["max_new_tokens"], "mixed_over_switching": case["mixed_over_switching"],
+                         "equal_outputs": equal, "prefill_share": mixed["prefill_seconds"] / mixed["seconds"],
+                         "target_met": most >= 16 and equal and case["mixed_over_switching"] >= 3.0})
+    return {"tasks": most, "target_ratio": 3.0, "by_answer_budget": verdicts}
