@@ -58,6 +58,26 @@ def spice(model, seed: int = 1):
     return model.eval()
 
 
+def nudged(base, method: str, *, seed: int, task: str = "causal-lm", **options):
+    """``method`` applied to a copy of ``base``, its fresh trainable weights moved by seeded noise.
+
+    That gives each adapter distinct, deterministic outputs in milliseconds, which is all serving
+    and saving tests need. The model is in eval mode.
+    """
+    import copy
+
+    from pbft_widgets.methods import apply_method
+
+    setup = apply_method(copy.deepcopy(base), method, task=task, **options)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for param in setup.model.parameters():
+            if param.requires_grad:
+                param.add_(0.5 * torch.randn_like(param))
+    setup.model.eval()
+    return setup
+
+
 def tiny_bert(tokenizer, **changes):
     """A 2-layer BERT config with ``tokenizer``'s vocabulary; build heads with from_config in the test."""
     from transformers import BertConfig

@@ -18,7 +18,8 @@ def _snapshot(folder):
 
 def test_smoke_run_writes_json_and_markdown_outside_the_committed_results(tmp_path):
     committed = _snapshot(DEFAULT_OUT)
-    assert main(["run", "--smoke", "--suite", "matrix,inspection,scoring,ablation", "--methods", "lora", "--out", str(tmp_path)]) == 0
+    assert main(["run", "--smoke", "--suite", "matrix,inspection,scoring,ablation,serving",
+                 "--methods", "lora", "--out", str(tmp_path)]) == 0
 
     matrix = json.loads((tmp_path / "matrix-cpu.json").read_text())
     assert matrix["smoke"] is True and matrix["command"].startswith("python -m benchmarks run --smoke")
@@ -35,8 +36,13 @@ def test_smoke_run_writes_json_and_markdown_outside_the_committed_results(tmp_pa
     ablation = json.loads((tmp_path / "ablation-cpu.json").read_text())
     assert set(ablation["cases"][0]["ablation_seconds"]) == {"mean", "initial", "zero"}
     assert ablation["summary"]["slowest_seconds"] > 0
+    serving = json.loads((tmp_path / "serving-cpu.json").read_text())
+    for case in serving["cases"]:  # mixed batches answer exactly what switching per request answers
+        assert case["equal_to_switching"]["mixed"] == case["requests"] == case["paths"]["mixed"]["requests"]
+        assert case["paths"]["mixed"]["requests_per_second"] > 0
+    assert [case["tasks"] for case in serving["cases"]] == [1, 4] and "merged" in serving["cases"][1]["paths"]
     markdown = (tmp_path / "RESULTS.md").read_text()
-    assert "| zero |" in markdown
+    assert "| zero |" in markdown and "| 4 | mixed-task batches" in markdown
     assert "| few-shot | 4" in markdown
     assert "| lora |" in markdown and "SMOKE RUN" in markdown and "Regenerate: `python -m benchmarks run" in markdown
     assert _snapshot(DEFAULT_OUT) == committed  # a smoke run never touches benchmarks/results

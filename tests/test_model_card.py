@@ -9,11 +9,10 @@ import torch
 from huggingface_hub import ModelCard
 from peft import PeftModel
 
-from conftest import spice
+from conftest import nudged, spice
 from pbft_widgets import PromptTemplate, Verbalizer, evaluate
 from pbft_widgets.adapters import save_adapter
 from pbft_widgets.errors import AdapterError
-from pbft_widgets.methods import apply_method
 from pbft_widgets.model_card import data_hash
 from pbft_widgets.uncertainty import paired_bootstrap
 
@@ -24,24 +23,13 @@ ROWS = [{"text": f"review number {i}, {'wonderful' if i % 3 else 'dull'}", "labe
         for i in range(12)]
 
 
-def nudged(base, method, seed=0, **options):
-    setup = apply_method(copy.deepcopy(base), method, **options)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for param in setup.model.parameters():
-            if param.requires_grad:
-                param.add_(0.5 * torch.randn_like(param))
-    setup.model.eval()
-    return setup
-
-
 @pytest.fixture
 def lm(tiny_causal_lm):
     return spice(tiny_causal_lm)
 
 
 def test_the_card_carries_hub_metadata_the_data_and_the_scores_with_intervals(lm, smol_tokenizer, tmp_path):
-    setup = nudged(lm, "lora")
+    setup = nudged(lm, "lora", seed=0)
     result = evaluate(setup.model, smol_tokenizer, ROWS, template=TEMPLATE, task_kind="classification",
                       name="held-out reviews")
     path = save_adapter(setup, tmp_path / "reviews", template=TEMPLATE, tokenizer=smol_tokenizer, data=ROWS,
@@ -68,7 +56,7 @@ def test_the_card_carries_hub_metadata_the_data_and_the_scores_with_intervals(lm
 
 
 def test_plain_peft_loads_a_folder_with_a_card(lm, smol_tokenizer, tmp_path):
-    setup = nudged(lm, "prompt-tuning", num_virtual_tokens=4)
+    setup = nudged(lm, "prompt-tuning", seed=0, num_virtual_tokens=4)
     path = save_adapter(setup, tmp_path / "prompt", template=TEMPLATE, data=ROWS)
     assert "No evaluation was recorded" in (path / "README.md").read_text()
     loaded = PeftModel.from_pretrained(copy.deepcopy(lm), str(path)).eval()
@@ -78,7 +66,7 @@ def test_plain_peft_loads_a_folder_with_a_card(lm, smol_tokenizer, tmp_path):
 
 
 def test_the_hybrid_card_says_how_plain_peft_loads_its_two_parts_and_that_recipe_works(lm, smol_tokenizer, tmp_path):
-    setup = nudged(lm, "prompt+lora", num_virtual_tokens=4)
+    setup = nudged(lm, "prompt+lora", seed=0, num_virtual_tokens=4)
     path = save_adapter(setup, tmp_path / "hybrid")
     text = (path / "README.md").read_text()
     assert "'hybrid/lora'" in text and "'hybrid/prompt'" in text

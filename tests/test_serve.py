@@ -16,11 +16,10 @@ import torch
 from peft import PeftModel
 from transformers import BertForSequenceClassification, BertForTokenClassification, LlamaConfig, LlamaForCausalLM
 
-from conftest import spice
+from conftest import nudged, spice
 from pbft_widgets import PromptTemplate, Verbalizer, evaluate, load_model
 from pbft_widgets.adapters import FORMAT_VERSION, MANIFEST, load_adapter, save_adapter
 from pbft_widgets.errors import AdapterError
-from pbft_widgets.methods import apply_method
 from pbft_widgets.registry import METHODS, methods_for_task, spec_of
 from pbft_widgets.serve import AdapterBank
 
@@ -36,13 +35,7 @@ def lm(tiny_causal_lm):
 
 def make_adapter(base, method, path, *, seed, task="causal-lm", **options):
     """Save a distinct adapter of ``method`` for a copy of ``base``; return its setup."""
-    setup = apply_method(copy.deepcopy(base), method, task=task, **options)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for param in setup.model.parameters():
-            if param.requires_grad:
-                param.add_(0.5 * torch.randn_like(param))
-    setup.model.eval()
+    setup = nudged(base, method, seed=seed, task=task, **options)
     save_adapter(setup, path)
     return setup
 
