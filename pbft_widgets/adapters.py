@@ -57,7 +57,8 @@ def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = F
         overwrite (`bool`, defaults to `False`):
             Replace an existing adapter (only an adapter: a folder of other files is refused).
         template (`PromptTemplate`, *optional*):
-            The card shows it, with the first row of `data` rendered.
+            The card shows it, with the first row of `data` rendered. `template`, `data` and `training`
+            default to what the setup's last `train()` ran with.
         tokenizer (*optional*):
             Renders that example (needed for chat templates).
         data (sequence of mappings, *optional*):
@@ -91,6 +92,11 @@ def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = F
     """
     model, method, task, extra = _unpack(setup_or_model)
     check_metrics_belong(metrics, adapter_fingerprint(model))
+    trained = getattr(setup_or_model, "trained", None)
+    if trained is not None:
+        template = template if template is not None else trained.template
+        data = data if data is not None else trained.rows
+        training = training if training is not None else trained.settings
     target = Path(path).expanduser()
     atomic.recover_dir(target)
     if target.exists() and not overwrite:

@@ -49,6 +49,15 @@ class MethodReport:
 
 
 @dataclass
+class TrainingRecord:
+    """What the last ``train()`` of a setup ran with, so its saved adapter's model card can say so."""
+
+    settings: dict[str, Any]  # steps asked and done, batch size, learning rate, seed, final loss
+    template: Any
+    rows: list[Any]  # the training rows (a reference, not a copy)
+
+
+@dataclass
 class PeftSetup:
     """A model ready to train or serve, with the method's defaults and what it costs."""
 
@@ -58,6 +67,7 @@ class PeftSetup:
     report: MethodReport
     training_defaults: dict[str, Any]
     options: dict[str, Any]
+    trained: TrainingRecord | None = None  # set by train()
 
 
 def describe_methods() -> list[dict[str, Any]]:

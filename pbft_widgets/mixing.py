@@ -8,9 +8,13 @@ batch is built by hand: every row becomes ``[its task's virtual tokens] + [its t
 LoRA rows are routed by name through PEFT. The prompt+LoRA hybrid is both: its prompt goes in front
 of its row, its LoRA weights are routed to that row.
 
-Positions follow each row's own tokens (the attention mask's running count), so a row sees exactly
-the positions it has when served alone: virtual tokens at 0..n-1, its text from n. Outputs equal
-serving each task alone up to float rounding in the batched matrix products.
+Label-word scoring runs those rows right-padded in one pass (:meth:`MixedRows.inputs`). Generation
+first runs the prompts in small length-sorted groups, so little compute goes to padding, lays their
+keys and values side by side, and lets ``generate()`` decode all rows together from that cache
+(:meth:`MixedRows.prefilled`). Positions follow each row's own tokens (the attention mask's running
+count), so a row sees exactly the positions it has when served alone: virtual tokens at 0..n-1, its
+text from n. Outputs equal serving each task alone up to float rounding in the batched matrix
+products.
 
 Prefix tuning cannot mix: its prompt is a key/value prefix inside every layer, and one batch holds
 one cache. Banks refuse it in a mixed batch with what to do instead.

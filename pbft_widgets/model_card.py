@@ -155,12 +155,16 @@ def _data_section(data: Sequence[Mapping[str, Any]] | None, template: Any, datas
 
 
 def _training_section(manifest: Mapping[str, Any], training: Mapping[str, Any] | None) -> list[str]:
-    defaults = manifest.get("training_defaults") or {}
     lines = ["## Training", ""]
-    for name, value in {**defaults, **(training or {})}.items():
-        lines.append(f"- {name}: `{value}`")
+    if training:
+        lines += ["The run's settings:", ""] + [f"- {name}: `{value}`" for name, value in training.items()]
+    else:
+        lines.append("The run's settings were not recorded: save the setup `train()` trained, or pass `training=`.")
+    defaults = manifest.get("training_defaults") or {}
+    lines += ["", "The method's defaults (used where the run set nothing else):", ""]
+    lines += [f"- {name}: `{value}`" for name, value in defaults.items()]
     versions = manifest.get("versions") or {}
-    lines.append("- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    lines += ["", "Library versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
     return lines + [""]
 
 

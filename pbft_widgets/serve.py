@@ -167,6 +167,14 @@ class AdapterBank:
         per batch whatever the tasks, each row with its own soft prompt and LoRA weights, answers
         equal to serving each task alone (``generate``). ``mixed=False`` groups the requests per task
         instead (one adapter switch per task), which also serves prefix-tuning tasks.
+
+        Args:
+            requests: ``(task, prompt)`` pairs; ``task=None`` is the base model, prompts are rendered.
+            mixed: share batches between tasks (prefix-tuning tasks refuse; pass ``False`` for them).
+            **gen_kwargs: ``max_new_tokens`` and other ``generate()`` options.
+
+        Returns:
+            One answer (new text only) per request, in the requests' order.
         """
         if not mixed:
             outputs: list[str] = [""] * len(requests)
@@ -191,6 +199,14 @@ class AdapterBank:
         PromptTemplate with the verbalizer (one for all tasks), or a mapping task -> template when
         tasks use different label sets (rows are then scored per template, tasks mixed within each).
         Rows may be dicts (rendered with their task's template) or already rendered prompts.
+
+        Args:
+            requests: ``(task, row)`` pairs; ``task=None`` is the base model.
+            template: a PromptTemplate with a verbalizer, or a mapping task -> PromptTemplate.
+            probabilities: return ``{"label", "probabilities"}`` per request instead of the label.
+
+        Returns:
+            One label (or dict) per request, in the requests' order; equal to ``predict(task, [row])``.
         """
         if self.task_type != "causal-lm":
             raise AdapterError(f"mixed batches serve causal-LM banks, and this bank serves a {self.task_type} "
@@ -317,9 +333,9 @@ class AdapterBank:
         cached = sorted({e.name for e in entries if e is not None and e.spec.prompt_in_cache})
         if cached:
             raise AdapterError(f"task(s) {', '.join(map(repr, cached))} use prefix tuning, whose prompt is a key/value "
-                               "prefix inside every layer that one batch cannot hold per row; serve them with "
-                               "bank.generate_many(requests, mixed=False) (one switch per task), or retrain them "
-                               "with prompt tuning, P-tuning or LoRA, which mix")
+                               "prefix inside every layer that one batch cannot hold per row; serve them one task at a "
+                               "time with bank.generate_many(requests, mixed=False) or bank.predict(task, rows), or "
+                               "retrain them with prompt tuning, P-tuning or LoRA, which mix")
         mix = MixedRows(prompts=[None if e is None else e.prompt for e in entries],
                         adapters=None if self._lora is None else
                         [e.name if e is not None and e.spec.has_lora else BASE_ROUTE for e in entries])

@@ -21,7 +21,7 @@ from . import checkpoints
 from .adapters import save_adapter
 from .errors import ConfigError, DataError
 from .events import Listener, StreamCallback, TrainEvent, TrainingControl
-from .methods import PeftSetup
+from .methods import PeftSetup, TrainingRecord
 from .model_facts import architecture, keeps_rows_apart, token_limit
 from .registry import MethodSpec, spec_of
 
@@ -140,7 +140,8 @@ def train(
 
     Returns:
         `TrainResult`: `.model`, `.history` (every event), `.losses()`, `.final_loss`, `.adapter_path`,
-        `.last_checkpoint`, `.stopped_by_user`, `.world_size`.
+        `.last_checkpoint`, `.stopped_by_user`, `.world_size`. The run's settings, template and rows are
+        also kept on `setup.trained`, so `save_adapter(setup, ...)` writes them on the model card.
 
     Example:
 
@@ -233,11 +234,11 @@ def train(
 
     adapter_path = None
     final_loss = next((e.loss for e in reversed(stream.history) if e.loss is not None), None)
+    settings = {"max_steps": max_steps, "steps_done": trainer.state.global_step, "batch_size": batch_size,
+                "learning_rate": learning_rate, "seed": seed, "final_training_loss": final_loss}
+    setup.trained = TrainingRecord(settings=settings, template=template, rows=train_rows)  # for model cards
     if save_final_adapter and trainer.is_world_process_zero():
-        settings = {"max_steps": max_steps, "steps_done": trainer.state.global_step, "batch_size": batch_size,
-                    "learning_rate": learning_rate, "seed": seed, "final_training_loss": final_loss}
-        adapter_path = save_adapter(setup, out / "adapter", overwrite=True, template=template, tokenizer=tokenizer,
-                                    data=train_rows, training=settings)
+        adapter_path = save_adapter(setup, out / "adapter", overwrite=True, tokenizer=tokenizer)
     stream.emit(TrainEvent("end", trainer.state.global_step, max_steps, loss=final_loss,
                            elapsed_seconds=stream.elapsed()))
     return TrainResult(model=trainer.model, history=stream.history, output_dir=out, adapter_path=adapter_path,

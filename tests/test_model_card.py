@@ -89,3 +89,17 @@ def test_scores_of_another_adapter_or_of_an_older_state_are_refused(lm, smol_tok
     assert not (tmp_path / "first").exists() and not (tmp_path / "second").exists()
     zero_shot = evaluate(lm, smol_tokenizer, ROWS, template=TEMPLATE, task_kind="classification")
     assert zero_shot.adapter_fingerprint is None  # a plain model: nothing to tie, nothing refused
+
+
+def test_a_trained_setup_saved_later_carries_its_run_on_the_card(lm, smol_tokenizer, tmp_path):
+    from pbft_widgets import apply_method, train
+
+    setup = apply_method(copy.deepcopy(lm), "lora", tokenizer=smol_tokenizer)
+    train(setup, ROWS, tokenizer=smol_tokenizer, template=TEMPLATE, output_dir=tmp_path / "run", max_steps=2,
+          batch_size=4, learning_rate=2e-3, seed=3, smoke=False)
+    for path in (tmp_path / "run" / "adapter", save_adapter(setup, tmp_path / "later")):
+        body = (path / "README.md").read_text()
+        assert "- steps_done: `2`" in body and "- learning_rate: `0.002`" in body and "- seed: `3`" in body
+        assert data_hash(ROWS) in body and TEMPLATE.render(ROWS[0], smol_tokenizer).prompt in body
+    untrained = save_adapter(nudged(lm, "lora", seed=0), tmp_path / "untrained")
+    assert "settings were not recorded" in (untrained / "README.md").read_text()
