@@ -95,6 +95,7 @@ def save_adapter(setup_or_model, path: str | os.PathLike, *, overwrite: bool = F
     trained = getattr(setup_or_model, "trained", None)
     if trained is not None:
         template = template if template is not None else trained.template
+        tokenizer = tokenizer if tokenizer is not None else trained.tokenizer
         data = data if data is not None else trained.rows
         training = training if training is not None else trained.settings
     target = Path(path).expanduser()

@@ -54,6 +54,7 @@ class TrainingRecord:
 
     settings: dict[str, Any]  # steps asked and done, batch size, learning rate, seed, final loss
     template: Any
+    tokenizer: Any  # renders the template's example (a chat template needs it)
     rows: list[Any]  # the training rows (a reference, not a copy)
 
 

@@ -131,7 +131,9 @@ def _template_section(template: Any, tokenizer: Any, data: Sequence[Mapping[str,
         lines.append(f"- label words: {words}")
     if template.demonstrations:
         lines.append(f"- demonstrations: {len(template.demonstrations)}")
-    if data:
+    if data and template.style == "chat" and tokenizer is None:
+        lines += ["", "(A chat template renders with its tokenizer: pass `tokenizer=` to show an example here.)"]
+    elif data:
         example = template.render(data[0], tokenizer)
         lines += ["", "One training row as the model sees it (prompt, then the completion it learns):", "", "```text",
                   example.prompt + example.completion, "```"]

@@ -236,7 +236,8 @@ def train(
     final_loss = next((e.loss for e in reversed(stream.history) if e.loss is not None), None)
     settings = {"max_steps": max_steps, "steps_done": trainer.state.global_step, "batch_size": batch_size,
                 "learning_rate": learning_rate, "seed": seed, "final_training_loss": final_loss}
-    setup.trained = TrainingRecord(settings=settings, template=template, rows=train_rows)  # for model cards
+    setup.trained = TrainingRecord(settings=settings, template=template, tokenizer=tokenizer,
+                                   rows=train_rows)  # for model cards
     if save_final_adapter and trainer.is_world_process_zero():
         adapter_path = save_adapter(setup, out / "adapter", overwrite=True, tokenizer=tokenizer)
     stream.emit(TrainEvent("end", trainer.state.global_step, max_steps, loss=final_loss,

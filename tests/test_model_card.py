@@ -103,3 +103,16 @@ def test_a_trained_setup_saved_later_carries_its_run_on_the_card(lm, smol_tokeni
         assert data_hash(ROWS) in body and TEMPLATE.render(ROWS[0], smol_tokenizer).prompt in body
     untrained = save_adapter(nudged(lm, "lora", seed=0), tmp_path / "untrained")
     assert "settings were not recorded" in (untrained / "README.md").read_text()
+
+
+def test_a_chat_template_card_renders_its_example_with_the_runs_tokenizer_or_says_why_not(lm, smol_tokenizer,
+                                                                                          tmp_path):
+    from pbft_widgets import apply_method, train
+
+    chat = PromptTemplate(instruction="Sentiment?", input_template="{text}", style="chat", target_field="label")
+    setup = apply_method(copy.deepcopy(lm), "prompt-tuning", tokenizer=smol_tokenizer, num_virtual_tokens=4)
+    train(setup, ROWS, tokenizer=smol_tokenizer, template=chat, output_dir=tmp_path / "run", max_steps=1,
+          batch_size=4, smoke=False)
+    assert chat.render(ROWS[0], smol_tokenizer).prompt in (save_adapter(setup, tmp_path / "later") / "README.md").read_text()
+    bare = save_adapter(nudged(lm, "lora", seed=0), tmp_path / "bare", template=chat, data=ROWS)
+    assert "pass `tokenizer=` to show an example" in (bare / "README.md").read_text()
