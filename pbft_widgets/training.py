@@ -8,6 +8,7 @@ could be mistaken for a complete one.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from .errors import ConfigError, DataError
 from .events import Listener, StreamCallback, TrainEvent, TrainingControl
 from .methods import PeftSetup, TrainingRecord
 from .model_facts import architecture, keeps_rows_apart, token_limit
+from .packed_attention import rows_apart
 from .registry import MethodSpec, spec_of
 
 SMOKE_ENV = "PBFT_SMOKE"
@@ -79,6 +81,7 @@ def train(
     max_length: int | None = None,
     save_final_adapter: bool = True,
     trainer_overrides: Mapping[str, Any] | None = None,
+    completion_logits_only: bool = True,
 ) -> TrainResult:
     """Train the trainable part of `setup` on `train_rows`, with the defaults that make PBFT work.
 
@@ -137,6 +140,10 @@ def train(
             Save the trained adapter to `output_dir/adapter`.
         trainer_overrides (mapping, *optional*):
             Extra `TrainingArguments`/`SFTConfig` fields, applied last.
+        completion_logits_only (`bool`, defaults to `True`):
+            Generative tasks: run the output layer and the loss at completion positions only (the same
+            loss, without a vocabulary-wide softmax at every prompt position). `False` leaves the loss to
+            TRL, which scores every position on CPUs.
 
     Returns:
         `TrainResult`: `.model`, `.history` (every event), `.losses()`, `.final_loss`, `.adapter_path`,
@@ -223,14 +230,16 @@ def train(
 
     if task == "causal-lm":
         trainer = _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callbacks, max_length,
-                               optimizer, padding_free=trains_padding_free(setup))
+                               optimizer, padding_free=trains_padding_free(setup),
+                               completion_logits_only=completion_logits_only)
     else:
         trainer = _classification_trainer(model, tokenizer, task, train_rows, eval_rows, args, callbacks,
                                           max_length, optimizer)
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # events go to listeners; no raw dicts printed per step
-    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    with rows_apart(model):  # padding-free batches attend row by row, not over the packed length
+        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
 
     adapter_path = None
     final_loss = next((e.loss for e in reversed(stream.history) if e.loss is not None), None)
@@ -317,7 +326,7 @@ def _watched_metric(task: str, metric_fn: Any, metric_name: str | None, eval_row
 
 
 def _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callbacks, max_length, optimizer,
-                 padding_free=False):
+                 padding_free=False, completion_logits_only=True):
     import datasets
     from trl import SFTConfig, SFTTrainer
 
@@ -329,23 +338,69 @@ def _sft_trainer(model, tokenizer, template, train_rows, eval_rows, args, callba
         template = template.with_changes(max_length=limit)  # the template cuts inputs, and says how much
     train_ds = template.to_dataset(train_rows, tokenizer)
     eval_ds = template.to_dataset(eval_rows, tokenizer) if eval_rows else None
-    config = SFTConfig(
-        **args,
-        completion_only_loss=True,  # score the answer only; the prompt is given, not learned
-        # padding-free rows are not cut by TRL (it refuses max_length there): the template already cut them
-        max_length=None if padding_free else limit,
-        packing=False,  # virtual tokens are prepended per sequence: packing would share one prompt
-        padding_free=padding_free,
-        dataset_num_proc=None,
-    )
+    config = SFTConfig(**{
+        **dict(
+            completion_only_loss=True,  # score the answer only; the prompt is given, not learned
+            # padding-free rows are not cut by TRL (it refuses max_length there): the template already cut them
+            max_length=None if padding_free else limit,
+            packing=False,  # virtual tokens are prepended per sequence: packing would share one prompt
+            padding_free=padding_free,
+            dataset_num_proc=None,
+        ),
+        **args,  # trainer_overrides may turn a default off (e.g. padding_free=False)
+    })
+    trainer_class = completion_logits_trainer() if completion_logits_only else SFTTrainer
     bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # TRL maps the data in several passes; bars would flood notebooks
     try:
-        return SFTTrainer(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
-                          processing_class=tokenizer, callbacks=callbacks, optimizers=(optimizer, None))
+        return trainer_class(model=model, args=config, train_dataset=train_ds, eval_dataset=eval_ds,
+                             processing_class=tokenizer, callbacks=callbacks, optimizers=(optimizer, None))
     finally:
         if bars_were_on:
             datasets.enable_progress_bars()
+
+
+@functools.cache
+def completion_logits_trainer() -> type:
+    """TRL's SFTTrainer with the loss of `completion_loss` (output layer at completion positions only).
+
+    Anything this loss does not cover (a custom `compute_loss_func`, label smoothing, another
+    `loss_type`, MoE auxiliary losses, requests for the full outputs) goes to TRL's own path.
+    """
+    from trl import SFTTrainer
+
+    from .completion_loss import completion_only_loss
+
+    class CompletionLogitsSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            plain_nll = (self.compute_loss_func is None and self.label_smoother is None
+                         and self.args.loss_type == "nll" and not self.aux_loss_enabled)
+            if return_outputs or not plain_nll:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            batch = {k: v for k, v in inputs.items() if k != "labels"}
+            output_layer = self.accelerator.unwrap_model(model).get_output_embeddings()
+            result = completion_only_loss(model, output_layer, batch, inputs["labels"], num_items_in_batch)
+            self._log_scored(inputs, result)
+            loss = result.loss
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes  # as TRL: DDP averages the gradients
+            return loss
+
+        def _log_scored(self, inputs, result) -> None:
+            """The metrics TRL logs beside its loss: entropy, token accuracy, tokens trained on."""
+            mode = "train" if self.model.training else "eval"
+            device = result.loss.device
+            counts = torch.tensor([[result.scored_tokens, result.correct_tokens, result.entropy_sum]], device=device)
+            scored, correct, entropy = self.accelerator.gather_for_metrics(counts).sum(0).tolist()
+            self._metrics[mode]["entropy"].append(entropy / scored if scored else 0.0)
+            self._metrics[mode]["mean_token_accuracy"].append(correct / scored if scored else 0.0)
+            if mode == "train":
+                mask = inputs.get("attention_mask")
+                tokens = mask.sum() if mask is not None else torch.tensor(inputs["position_ids"].size(1))
+                self._total_train_tokens += int(self.accelerator.gather_for_metrics(tokens.to(device)).sum())
+            self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+
+    return CompletionLogitsSFTTrainer
 
 
 def _classification_trainer(model, tokenizer, task, train_rows, eval_rows, args, callbacks, max_length,

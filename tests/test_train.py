@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import shutil
@@ -345,5 +346,68 @@ def test_models_that_ignore_position_ids_keep_padded_batches(tiny_causal_lm, smo
 
     padded = _lora_losses(tiny_causal_lm, smol_tokenizer, tmp_path / "padded", model_class=PositionBlindLlama)
     monkeypatch.setattr(train_module, "keeps_rows_apart", lambda model: True)
+    # row-by-row attention happens to rescue this RoPE model (scores see relative positions only);
+    # models it does not cover (another attention, sliding windows) attend across the packed rows
+    monkeypatch.setattr(train_module, "rows_apart", lambda model: contextlib.nullcontext(False))
     mixed = _lora_losses(tiny_causal_lm, smol_tokenizer, tmp_path / "mixed", model_class=PositionBlindLlama)
     assert abs(padded[0] - mixed[0]) > 1e-4  # what packing would have cost this model
+
+
+@pytest.mark.parametrize("method", ["lora", "prompt-tuning", "prefix-tuning", "prompt+lora"])
+def test_completion_only_logits_train_with_the_losses_of_full_logits(method, tiny_causal_lm, smol_tokenizer,
+                                                                     tmp_path):
+    """The output layer at completion positions only is a speed default: losses and eval loss must not move.
+
+    Plain SGD: Adam's first steps are nearly sign(gradient), so gradient elements within float noise of
+    zero (LoRA's A has none at all at step 1) flip whole updates, hiding whether the gradients agree.
+    """
+    def run(completion_logits_only: bool) -> tuple[list[float], float, list[int]]:
+        model = type(tiny_causal_lm)(tiny_causal_lm.config)
+        model.load_state_dict(tiny_causal_lm.state_dict())
+        options = {"r": 4, "lora_dropout": 0.0} if "lora" in method else {"num_virtual_tokens": 4}
+        torch.manual_seed(0)  # the same initial adapter weights in both runs
+        setup = apply_method(model, method, tokenizer=smol_tokenizer, **options)
+        seen_rows: list[int] = []
+
+        def count_rows(module, args, output) -> None:
+            if module.training:
+                seen_rows.append(output.shape[:-1].numel())
+
+        hook = model.get_output_embeddings().register_forward_hook(count_rows)
+        before = {n: p.detach().clone() for n, p in setup.model.named_parameters() if p.requires_grad}
+        result = train(setup, _rows(), tokenizer=smol_tokenizer, template=_template(), eval_rows=_rows()[:8],
+                       output_dir=tmp_path / f"{method}-{completion_logits_only}", max_steps=3, batch_size=4,
+                       seed=3, eval_every=3, save_final_adapter=False, smoke=False, learning_rate=0.5,
+                       trainer_overrides={"optim": "sgd"}, completion_logits_only=completion_logits_only)
+        hook.remove()
+        assert any(not torch.equal(before[n], p) for n, p in setup.model.named_parameters() if n in before)
+        eval_loss = next(e.metrics["loss"] for e in result.history if e.kind == "eval")
+        return [loss for _, loss in result.losses()], eval_loss, seen_rows
+
+    fast_losses, fast_eval, fast_rows = run(True)
+    full_losses, full_eval, _ = run(False)
+    assert fast_losses == pytest.approx(full_losses, abs=1e-5)
+    assert fast_eval == pytest.approx(full_eval, abs=1e-5)
+    # training steps: the label word and its end token reach the output layer, not the ~20-token prompts
+    assert len(fast_rows) == 3 and all(0 < rows <= 4 * 3 for rows in fast_rows)
+
+
+def test_packed_rows_attend_row_by_row_with_the_logits_of_each_row_alone(tiny_causal_lm, monkeypatch):
+    """Per-row SDPA in a padding-free batch: same logits as each row alone, no packed-length attention."""
+    from pbft_widgets import packed_attention
+
+    rows = [torch.tensor([5, 6, 7, 8, 9]), torch.tensor([10, 11, 12]), torch.tensor([13, 14, 15, 16])]
+    alone = [tiny_causal_lm(input_ids=row[None]).logits[0] for row in rows]
+    lengths = torch.tensor([len(r) for r in rows])
+    bounds = torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)]).to(torch.int32)
+    packed = {"input_ids": torch.cat(rows)[None], "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
+              "cu_seq_lens_q": bounds, "cu_seq_lens_k": bounds, "max_length_q": 5, "max_length_k": 5}
+    attended = []
+    sdpa = packed_attention._sdpa()
+    monkeypatch.setattr(packed_attention, "_sdpa", lambda: lambda module, query, *args, **kwargs: (
+        attended.append(query.shape[2]) or sdpa(module, query, *args, **kwargs)))
+    with packed_attention.rows_apart(tiny_causal_lm) as applied:
+        logits = tiny_causal_lm(**packed).logits[0]
+    assert applied and tiny_causal_lm.config._attn_implementation == "sdpa"  # restored afterwards
+    assert attended == [5, 3, 4] * tiny_causal_lm.config.num_hidden_layers
+    torch.testing.assert_close(logits, torch.cat(alone), atol=1e-5, rtol=1e-5)
