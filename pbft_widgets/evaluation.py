@@ -24,6 +24,7 @@ from .generation import generate_texts, predict_tags
 from .metrics import METRICS_BY_TASK, compute_metrics, normalise_answer
 from .model_facts import adapter_fingerprint, can_generate, id2label
 from .probability_metrics import probability_scores
+from .progress import bar
 from .scoring import LabelScores, head_scores, label_word_ids, score_label_words
 
 TASK_KINDS = tuple(METRICS_BY_TASK)
@@ -294,6 +295,7 @@ def evaluate(
     name: str | None = None,
     scoring: str | None = None,
     calibration: Calibration | None = None,
+    progress: bool | None = None,
 ) -> EvalResult:
     """Predict every row, score it with the task's metrics, and keep every prediction.
 
@@ -337,6 +339,9 @@ def evaluate(
             `"generate"` (generate text and read it back, the default otherwise).
         calibration (`Calibration`, *optional*):
             Applied to the label probabilities before the argmax (`pbft_widgets.calibration`).
+        progress (`bool`, *optional*):
+            A bar over the rows (default: shown unless `CI` is set or `PBFT_PROGRESS=0`; inside a call
+            that shows its own bar, such as `train()` or an ablation, never).
 
     Returns:
         `EvalResult`: `.scores` (headline metric first, plus counts such as unparsed answers, and
@@ -382,19 +387,20 @@ def evaluate(
     was_training = bool(getattr(model, "training", False))
     model.eval()
     try:
-        if scoring == "label-words":
-            result = _by_label_words(model, tokenizer, rows, references, template=template, batch_size=batch_size)
-        elif scoring == "generate":
-            result = _by_generation(
-                model, tokenizer, rows, references, template=template, task_kind=task_kind,
-                batch_size=batch_size, max_new_tokens=max_new_tokens, parse=parse,
-                generation_kwargs=generation_kwargs,
-            )
-        else:
-            result = _by_head(
-                model, tokenizer, rows, references, template=template, task_kind=task_kind,
-                batch_size=batch_size, input_field=input_field,
-            )
+        with bar(len(rows), f"evaluating {name or task_kind}", "row", progress):
+            if scoring == "label-words":
+                result = _by_label_words(model, tokenizer, rows, references, template=template, batch_size=batch_size)
+            elif scoring == "generate":
+                result = _by_generation(
+                    model, tokenizer, rows, references, template=template, task_kind=task_kind,
+                    batch_size=batch_size, max_new_tokens=max_new_tokens, parse=parse,
+                    generation_kwargs=generation_kwargs,
+                )
+            else:
+                result = _by_head(
+                    model, tokenizer, rows, references, template=template, task_kind=task_kind,
+                    batch_size=batch_size, input_field=input_field,
+                )
     finally:
         if was_training:
             model.train()

@@ -22,6 +22,7 @@ from .data.classification import first_subtokens
 from .errors import ConfigError, DataError
 from .mixing import MixedRows
 from .model_facts import context_limit, device_of, id2label, inserts_virtual_tokens, method_of, token_limit
+from .progress import advance
 
 _HEAD_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _FALLBACK_HEAD_LIMIT = 512
@@ -150,6 +151,7 @@ def generate_texts(
             for i, new_ids in zip(batch, sequences[:, inputs["input_ids"].shape[1]:].tolist()):
                 end = next((k for k, token in enumerate(new_ids) if token in stop), len(new_ids))
                 texts[i] = tokenizer.decode(new_ids[:end], skip_special_tokens=True).strip()
+            advance(len(batch))
     return texts
 
 
@@ -196,4 +198,5 @@ def predict_tags(model: Any, tokenizer: Any, words: Sequence[Sequence[str]],
             firsts = first_subtokens(encoding.word_ids(row))
             tags[i] = [names[predicted[row][firsts[w]]] if w in firsts else "O" for w in range(len(words[i]))]
             unaligned += len(words[i]) - len(firsts)
+        advance(len(batch))
     return tags, unaligned

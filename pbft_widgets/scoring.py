@@ -40,6 +40,7 @@ from .errors import ConfigError, TemplateError
 from .generation import head_limit, head_logits, plan_batches, warn_cut
 from .mixing import MixedRows
 from .model_facts import can_generate, context_limit, device_of, id2label, text_config, virtual_tokens
+from .progress import advance
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,7 @@ def score_label_words(
                                   equal_length=False):
             word_scores[batch] = _score_batch(model, tokenizer, [suffixes[i] for i in batch], words, prefix,
                                               mix=mix, rows=batch)
+            advance(len(batch))
     log_probs = np.full((len(prompts), len(labels)), -np.inf)
     for column, (j, _) in enumerate(words):
         log_probs[:, j] = np.logaddexp(log_probs[:, j], word_scores[:, column])
@@ -201,6 +203,7 @@ def head_scores(model: Any, tokenizer: Any, texts: Sequence[str], batch_size: in
                               "text); load it with task='sequence-classification', or use task_kind='ner' for a "
                               "token head")
         log_probs[batch] = logits.float().log_softmax(-1).cpu().numpy()
+        advance(len(batch))
     return LabelScores([names[i] for i in range(len(names))], log_probs)
 
 

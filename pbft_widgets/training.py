@@ -25,6 +25,7 @@ from .events import Listener, StreamCallback, TrainEvent, TrainingControl
 from .methods import PeftSetup, TrainingRecord
 from .model_facts import architecture, keeps_rows_apart, token_limit
 from .packed_attention import rows_apart
+from .progress import TrainingBar
 from .registry import MethodSpec, spec_of
 
 SMOKE_ENV = "PBFT_SMOKE"
@@ -82,6 +83,7 @@ def train(
     save_final_adapter: bool = True,
     trainer_overrides: Mapping[str, Any] | None = None,
     completion_logits_only: bool = True,
+    progress: bool | None = None,
 ) -> TrainResult:
     """Train the trainable part of `setup` on `train_rows`, with the defaults that make PBFT work.
 
@@ -144,6 +146,10 @@ def train(
             Generative tasks: run the output layer and the loss at completion positions only (the same
             loss, without a vocabulary-wide softmax at every prompt position). `False` leaves the loss to
             TRL, which scores every position on CPUs.
+        progress (`bool`, *optional*):
+            A bar over the steps with the latest loss and an ETA (a widget in Jupyter, text elsewhere).
+            Default: shown, except under `CI`, with `PBFT_PROGRESS=0`, or when a listener shows progress
+            itself (the dashboard).
 
     Returns:
         `TrainResult`: `.model`, `.history` (every event), `.losses()`, `.final_loss`, `.adapter_path`,
@@ -238,8 +244,15 @@ def train(
     from transformers.trainer_callback import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # events go to listeners; no raw dicts printed per step
-    with rows_apart(model):  # padding-free batches attend row by row, not over the packed length
-        trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    shows_progress = any(getattr(getattr(listener, "__self__", listener), "shows_progress", False)
+                         for listener in stream.listeners)
+    steps_bar = TrainingBar(max_steps, progress=False if progress is None and shows_progress else progress)
+    stream.listeners.append(steps_bar)
+    try:
+        with rows_apart(model):  # padding-free batches attend row by row, not over the packed length
+            trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
+    finally:
+        steps_bar.close()
 
     adapter_path = None
     final_loss = next((e.loss for e in reversed(stream.history) if e.loss is not None), None)

@@ -26,6 +26,7 @@ from ..comparison import columns, compare
 from ..errors import ConfigError
 from ..evaluation import EvalResult, evaluate
 from ..model_facts import base_of, device_of
+from ..progress import bar
 from ..uncertainty import accuracy_differences
 from .neighbours import _input_embedding, _search, shown, token_texts
 from .prompts import initial_prompt, inference, require_embedding_prompt, soft_prompt
@@ -165,7 +166,8 @@ class Faithfulness:
 
 
 def faithfulness(model, tokenizer, template, rows: Sequence[Mapping[str, Any]], *, instruction_template=None,
-                 similarities: Sequence[str] = ("cosine", "dot"), batch_size: int = 8) -> Faithfulness:
+                 similarities: Sequence[str] = ("cosine", "dot"), batch_size: int = 8,
+                 progress: bool | None = None) -> Faithfulness:
     """Score the soft prompt, its nearest-token text (one run per similarity) and a hand-written instruction.
 
     Args:
@@ -177,6 +179,7 @@ def faithfulness(model, tokenizer, template, rows: Sequence[Mapping[str, Any]], 
             without its prompt; leave out to skip that row.
         similarities: which nearest-token readings to score ("cosine", "dot").
         batch_size: rows per forward pass.
+        progress: a bar over the evaluations (default: shown unless ``CI`` or ``PBFT_PROGRESS=0``).
 
     Returns:
         A `Faithfulness`; ``.table()`` is ready for ``to_markdown``.
@@ -197,25 +200,30 @@ def faithfulness(model, tokenizer, template, rows: Sequence[Mapping[str, Any]], 
     require_embedding_prompt(model, "faithfulness")
     rows = list(rows)
 
-    def run(name: str, shown_template=None, on=model) -> EvalResult:
-        return evaluate(on, tokenizer, rows, template=shown_template or template, task_kind="classification",
-                        batch_size=batch_size, name=name)
+    evaluations = 1 + len(similarities) + (instruction_template is not None)
+    with bar(evaluations, "faithfulness", "evaluation", progress) as counter:
 
-    runs = {"soft prompt (learned)": run("soft prompt (learned)")}
-    prompts, scores = {}, {}
-    for similarity in similarities:
-        name = f"nearest tokens ({similarity})"
-        prompts[name] = discretise(model, tokenizer, similarity=similarity)
-        with replaced_prompt(model, hard_prompt_embeddings(model, prompts[name].ids)):
-            runs[name] = run(name)
-        if len(prompts[name].ids) > 1:
-            scores[name] = fluency(model, tokenizer, prompts[name].ids)
-    if instruction_template is not None:
-        name = "hand-written instruction"
-        runs[name] = run(name, instruction_template, base_of(model))
-        if instruction_template.instruction:
-            prompts[name] = HardPrompt([], [], instruction_template.instruction, "hand-written")
-            scores[name] = fluency(model, tokenizer, instruction_template.instruction)
+        def run(name: str, shown_template=None, on=model) -> EvalResult:
+            result = evaluate(on, tokenizer, rows, template=shown_template or template, task_kind="classification",
+                              batch_size=batch_size, name=name)
+            counter.update(1)
+            return result
+
+        runs = {"soft prompt (learned)": run("soft prompt (learned)")}
+        prompts, scores = {}, {}
+        for similarity in similarities:
+            name = f"nearest tokens ({similarity})"
+            prompts[name] = discretise(model, tokenizer, similarity=similarity)
+            with replaced_prompt(model, hard_prompt_embeddings(model, prompts[name].ids)):
+                runs[name] = run(name)
+            if len(prompts[name].ids) > 1:
+                scores[name] = fluency(model, tokenizer, prompts[name].ids)
+        if instruction_template is not None:
+            name = "hand-written instruction"
+            runs[name] = run(name, instruction_template, base_of(model))
+            if instruction_template.instruction:
+                prompts[name] = HardPrompt([], [], instruction_template.instruction, "hand-written")
+                scores[name] = fluency(model, tokenizer, instruction_template.instruction)
     return Faithfulness(runs, prompts, scores)
 
 
@@ -234,7 +242,8 @@ def ablation_vector(model, kind: str, index: int, initial: torch.Tensor | None =
 
 def ablate_tokens(model, tokenizer, template, rows: Sequence[Mapping[str, Any]], *,
                   replacements: Sequence[str] = ("mean", "zero"), initial: torch.Tensor | None = None,
-                  tokens: Sequence[int] | None = None, batch_size: int = 8, seed: int = 0) -> list[dict[str, Any]]:
+                  tokens: Sequence[int] | None = None, batch_size: int = 8, seed: int = 0,
+                  progress: bool | None = None) -> list[dict[str, Any]]:
     """Replace one virtual token at a time and measure what the task loses.
 
     Args:
@@ -249,6 +258,7 @@ def ablate_tokens(model, tokenizer, template, rows: Sequence[Mapping[str, Any]],
         tokens: which virtual tokens to ablate (default: all).
         batch_size: rows per forward pass.
         seed: seeds the paired bootstrap of the differences.
+        progress: a bar over the evaluations (default: shown unless ``CI`` or ``PBFT_PROGRESS=0``).
 
     Returns:
         One dict per (token, replacement): ``token``, ``replacement``, ``neighbour`` (its nearest
@@ -281,17 +291,23 @@ def ablate_tokens(model, tokenizer, template, rows: Sequence[Mapping[str, Any]],
         initial = initial_prompt(model) if initial is None else initial  # fails early, naming snapshot_prompt
     rows = list(rows)
     neighbours = discretise(model, tokenizer).tokens
-    reference = evaluate(model, tokenizer, rows, template=template, task_kind="classification", batch_size=batch_size,
-                         name="learned")
+    with bar(1 + len(replacements) * len(indices), "ablating tokens", "evaluation", progress) as counter:
+        reference = evaluate(model, tokenizer, rows, template=template, task_kind="classification",
+                             batch_size=batch_size, name="learned")
+        counter.update(1)
+        measured = {}
+        for kind in replacements:
+            for index in indices:
+                ablated = learned.clone()
+                ablated[index] = ablation_vector(model, kind, index, initial)
+                with replaced_prompt(model, ablated):
+                    measured[kind, index] = evaluate(model, tokenizer, rows, template=template,
+                                                     task_kind="classification", batch_size=batch_size,
+                                                     name=f"token {index} -> {kind}")
+                counter.update(1)
     table = []
     for kind in replacements:
-        runs = []
-        for index in indices:
-            ablated = learned.clone()
-            ablated[index] = ablation_vector(model, kind, index, initial)
-            with replaced_prompt(model, ablated):
-                runs.append(evaluate(model, tokenizer, rows, template=template, task_kind="classification",
-                                     batch_size=batch_size, name=f"token {index} -> {kind}"))
+        runs = [measured[kind, index] for index in indices]
         for index, run, (low, high) in zip(indices, runs, accuracy_differences(reference, runs, seed=seed)):
             table.append({"token": index, "replacement": kind, "neighbour": neighbours[index],
                           "accuracy": run.scores["accuracy"],

@@ -23,6 +23,7 @@ import torch
 from ..errors import ConfigError
 from ..evaluation import evaluate
 from ..model_facts import device_of
+from ..progress import advance, bar
 from ..uncertainty import accuracy_differences, mean_differences
 from .prompts import inference, prompt_spec
 
@@ -137,12 +138,13 @@ def completion_losses(model, tokenizer, template, rows: Sequence[Mapping[str, An
             per_row = torch.zeros(len(batch), device=logits.device).index_add_(
                 0, where.nonzero()[:, 0], -picked) / where.sum(1)
             losses.extend(per_row.tolist())
+            advance(len(batch))
     return np.array(losses)
 
 
 def ablate_layers(model, tokenizer, template, rows: Sequence[Mapping[str, Any]], *,
                   replacements: Sequence[str] = ("zero",), layers: Sequence[int] | None = None,
-                  batch_size: int = 8, seed: int = 0) -> list[dict[str, Any]]:
+                  batch_size: int = 8, seed: int = 0, progress: bool | None = None) -> list[dict[str, Any]]:
     """Replace one layer's learned prefix at a time and measure what the answers' loss (and accuracy) lose.
 
     Args:
@@ -154,6 +156,7 @@ def ablate_layers(model, tokenizer, template, rows: Sequence[Mapping[str, Any]],
         layers: which layers to ablate (default: all).
         batch_size: rows per forward pass.
         seed: seeds the paired bootstrap of the differences.
+        progress: a bar over the measurements (default: shown unless ``CI`` or ``PBFT_PROGRESS=0``).
 
     Returns:
         One dict per (layer, replacement), in ``layers`` order: ``layer``, ``replacement``, ``loss``
@@ -190,13 +193,19 @@ def ablate_layers(model, tokenizer, template, rows: Sequence[Mapping[str, Any]],
                           batch_size=batch_size) if classify else None
         return losses, scored
 
-    reference_losses, reference = measure()
+    with bar(1 + len(replacements) * len(indices), "ablating layers", "measurement", progress) as counter:
+        reference_losses, reference = measure()
+        counter.update(1)
+        by_kind = {}
+        for kind in replacements:
+            by_kind[kind] = []
+            for layer in indices:
+                with replaced_prefix_layer(model, layer, kind):
+                    by_kind[kind].append(measure())
+                counter.update(1)
     table = []
     for kind in replacements:
-        measured = []
-        for layer in indices:
-            with replaced_prefix_layer(model, layer, kind):
-                measured.append(measure())
+        measured = by_kind[kind]
         loss_bounds = mean_differences(reference_losses, [losses for losses, _ in measured], seed=seed)
         accuracy_bounds = (accuracy_differences(reference, [scored for _, scored in measured], seed=seed)
                            if classify else [None] * len(indices))

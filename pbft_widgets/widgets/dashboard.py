@@ -67,6 +67,8 @@ class TrainingDashboard(View):
     After a run, ``.result`` is the TrainResult, ``.setup`` the PeftSetup, ``.history`` the events.
     """
 
+    shows_progress = True  # train() leaves out its own bar: this view is the progress
+
     def __init__(self, model: Any, tokenizer: Any, train_rows: Sequence[Mapping[str, Any]], *,
                  template: Any = None, eval_rows: Sequence[Mapping[str, Any]] | None = None,
                  task: str = "causal-lm", output_dir: str = "outputs/dashboard", methods: Sequence[str] | None = None,
