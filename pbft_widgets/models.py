@@ -14,6 +14,7 @@ import re
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,18 +214,23 @@ def _embedded(name: str) -> tuple[Path, bool]:
 
 
 def _converted_folder(spec: EmbeddedModel, gguf_path: Path) -> tuple[Path, bool]:
-    """Convert GGUF -> HF folder atomically: build in a temp dir, mark complete, rename into place.
-
-    A folder without the completion marker (a conversion killed by an older version, or a folder
-    tampered with) is treated as absent and rebuilt, so a broken cache never loads.
-    """
-    target = cache_dir() / spec.name
+    """Convert GGUF -> HF folder once, into the cache (see `_cached_build`)."""
     stamp = {"source": str(gguf_path), "size": gguf_path.stat().st_size, "format": 1}
+    return _cached_build(cache_dir() / spec.name, stamp, lambda out: _convert_gguf(gguf_path, out))
+
+
+def _cached_build(target: Path, stamp: dict[str, Any], build: Callable[[Path], None]) -> tuple[Path, bool]:
+    """Build a cache folder atomically: in a temp dir, marked complete, renamed into place.
+
+    A folder without the completion marker (a build killed by an older version, or a folder
+    tampered with) is treated as absent and rebuilt, so a broken cache never loads.
+    Returns (folder, whether this call built it).
+    """
     if _is_complete(target, stamp):
         return target, False
-    tmp = atomic.staging_dir(target)  # also deletes what conversions killed earlier left behind
+    tmp = atomic.staging_dir(target)  # also deletes what builds killed earlier left behind
     try:
-        _convert_gguf(gguf_path, tmp)
+        build(tmp)
         (tmp / _COMPLETE_MARKER).write_text(json.dumps(stamp))
         atomic.remove_tree(target)  # stale or incomplete: never merged with the new files
         os.rename(tmp, target)
@@ -235,6 +241,40 @@ def _converted_folder(spec: EmbeddedModel, gguf_path: Path) -> tuple[Path, bool]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target, True
+
+
+def prequantised_path(name: str, compute_dtype: torch.dtype = torch.float32) -> Path:
+    """The embedded causal LM `name` in 4-bit nf4, quantised once and saved with bitsandbytes' serialisation.
+
+    QLoRA is chosen to save memory, yet quantising at load time reads the fp32 weights first (on
+    SmolLM2 that load alone added as much memory as fp32 LoRA's whole run). The cached copy loads
+    its 4-bit weights directly: 164 MiB on disk (the tied embeddings stay full precision), the same
+    logits as quantising on the fly.
+    """
+    config = _bnb_config("4bit", compute_dtype)  # names the install when bitsandbytes is missing
+    source = embedded_model_path(name)
+    import bitsandbytes
+
+    dtype_name = str(compute_dtype).replace("torch.", "")
+    stamp = {"source": str(source), "source_stamp": _stamp_of(source), "bitsandbytes": bitsandbytes.__version__,
+             "quant": "nf4-double", "compute_dtype": dtype_name, "format": 1}
+
+    def quantise(out: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=compute_dtype, device_map={"": "cpu"},
+                                                     quantization_config=config)
+        model.save_pretrained(out)
+        AutoTokenizer.from_pretrained(source).save_pretrained(out)
+
+    return _cached_build(cache_dir() / f"{name}-nf4-{dtype_name}", stamp, quantise)[0]
+
+
+def _stamp_of(folder: Path) -> Any:
+    try:
+        return json.loads((folder / _COMPLETE_MARKER).read_text())
+    except (OSError, ValueError):
+        return None  # a folder shipped as is in its wheel: its path is the stamp
 
 
 def _is_complete(folder: Path, stamp: dict[str, Any]) -> bool:
@@ -336,7 +376,10 @@ def load_model(
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    if quantization:
+    if quantization == "4bit" and dev.type == "cpu" and task == "causal-lm" and str(name) in EMBEDDED:
+        path = prequantised_path(name, torch_dtype)  # its config carries the quantisation
+        kwargs["device_map"] = {"": "cpu"}
+    elif quantization:
         kwargs["quantization_config"] = _bnb_config(quantization, torch_dtype)
         # under accelerate/torchrun each rank quantises onto its own GPU
         gpu = dev.index if dev.index is not None else int(os.environ.get("LOCAL_RANK", "0"))

@@ -120,3 +120,33 @@ def test_conversion_is_atomic_and_cached(tmp_path):
         del os.environ[models.CACHE_ENV]
     assert Path(second.info.path) == target
     assert _greedy(second, "The capital of France is").strip().startswith("Paris")
+
+
+def test_qlora_on_cpu_loads_a_prequantised_copy_built_once(tmp_path, monkeypatch):
+    """4-bit loads read a cached nf4 copy (never the fp32 weights); a failed build leaves nothing behind."""
+    from transformers import AutoModelForCausalLM, PreTrainedModel
+
+    real = models.embedded_model_path("smollm2-135m-instruct")
+    (tmp_path / real.name).symlink_to(real)  # the fp32 folder as converted already
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path))
+
+    def save_half(self, out, **kwargs):
+        (Path(out) / "model.safetensors").write_bytes(b"half a file")
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as broken:
+        broken.setattr(PreTrainedModel, "save_pretrained", save_half)
+        with pytest.raises(OSError, match="No space"):
+            load_model(quantization="4bit")
+    assert [p.name for p in tmp_path.iterdir()] == [real.name]
+
+    first = load_model(quantization="4bit")
+    weights = Path(first.info.path) / "model.safetensors"
+    assert weights.parent.parent == tmp_path and weights.stat().st_size < 200 * 2**20  # fp32: 513 MiB
+    built = weights.stat().st_mtime_ns
+    second = load_model(quantization="4bit")
+    assert weights.stat().st_mtime_ns == built and second.info.quantization == "4bit"
+    on_the_fly = AutoModelForCausalLM.from_pretrained(
+        real, quantization_config=models._bnb_config("4bit", torch.float32), device_map={"": "cpu"})
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    torch.testing.assert_close(second.model(ids).logits, on_the_fly(ids).logits, rtol=0, atol=0)
