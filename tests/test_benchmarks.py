@@ -53,15 +53,25 @@ def test_ner_suite_asks_for_its_data_folder():
         main(["run", "--suite", "ner"])
 
 
-def test_cpu_baseline_smoke_runs_ours_against_the_plain_script_with_and_without_bf16(tmp_path):
+def test_cpu_baseline_smoke_runs_ours_each_lever_off_and_the_plain_script_with_and_without_bf16(tmp_path):
     assert main(["run", "--smoke", "--suite", "baseline", "--out", str(tmp_path)]) == 0
 
     baseline = json.loads((tmp_path / "baseline-cpu.json").read_text())
-    precision = {case["path"]: case["precision"] for case in baseline["cases"]}
-    assert precision == {"ours": "fp32", "plain": "bf16", "plain-bf16-off": "fp32"}
-    off = baseline["summary"]["plain_bf16_off"]
-    assert off["tokens_per_second_ratio"] > 0 and off["peak_memory_ratio"] > 0
-    assert "| plain peft + TRL, `bf16=False` |" in (tmp_path / "RESULTS.md").read_text()
+    cases = {case["path"]: case for case in baseline["cases"]}
+    assert {path: case["precision"] for path, case in cases.items()} == {
+        "ours": "fp32", "ours-full-logits": "fp32", "ours-padded": "fp32", "ours-checkpointing": "fp32",
+        "plain": "bf16", "plain-bf16-off": "fp32"}
+    levers = {path: (case["completion_logits_only"], case["padding_free"], case["gradient_checkpointing"])
+              for path, case in cases.items()}
+    assert levers == {"ours": (True, True, False), "ours-full-logits": (False, True, False),
+                      "ours-padded": (True, False, False), "ours-checkpointing": (True, True, True),
+                      "plain": (False, False, True), "plain-bf16-off": (False, False, True)}
+    summary = baseline["summary"]
+    assert summary["target_against"] == "plain-bf16-off" and summary["target_tokens_per_second_ratio"] == 2.0
+    assert set(summary["levers"]) == {"ours-full-logits", "ours-padded", "ours-checkpointing"}
+    assert summary["plain_bf16_off"]["tokens_per_second_ratio"] > 0
+    results = (tmp_path / "RESULTS.md").read_text()
+    assert "| plain peft + TRL, `bf16=False` |" in results and "What each lever buys" in results
 
 
 def test_report_without_results_says_where_to_get_them(tmp_path):
