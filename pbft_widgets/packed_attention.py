@@ -53,9 +53,15 @@ def _register() -> None:
 
 
 def can_run_rows_apart(model: Any) -> bool:
-    """Only models on SDPA whose every layer attends causally over the whole row (no sliding window)."""
+    """CPU models on SDPA whose every layer attends causally over the whole row (no sliding window).
+
+    On a GPU one masked kernel over the packed length may well beat a launch per row and layer; that
+    was not measured, so GPUs keep SDPA's block mask (or a flash-attention kernel, which takes rows).
+    """
     config = getattr(model, "config", None)
     if config is None or getattr(config, "_attn_implementation", None) != "sdpa":
+        return False
+    if next(model.parameters()).device.type != "cpu":
         return False
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     return getattr(text, "sliding_window", None) is None and getattr(text, "attn_logit_softcapping", None) is None
