@@ -59,7 +59,7 @@ def _precision(runs: list[dict[str, Any]]) -> str:
 
 
 def _yes(flag: bool | None) -> str:
-    """Results from before train() had padding-free batching carry no flag: they ran padded."""
+    """Results from before a lever existed carry no flag for it: they ran without it."""
     return "yes" if flag else "no"
 
 
@@ -118,7 +118,10 @@ def _baseline(data: dict[str, Any]) -> str:
                          _range(s["heldout_loss"][path], fmt=".3f"),
                          "yes" if runs[0]["gradient_checkpointing"] else "no", _yes(runs[0].get("padding_free")),
                          _yes(runs[0].get("completion_logits_only")), _precision(runs), str(len(runs))])
-    text = (f"LoRA r=8 on SmolLM2-135M, {b['steps']} steps × batch {b['batch_size']}, the same clauses; "
+    text = "" if "levers" in s else (
+        f"_An earlier suite's run (commit {data['commit']}): before completion-only logits and row-by-row "
+        f"attention, with the target then set at 1.5×; not re-run since._\n\n")
+    text += (f"LoRA r=8 on SmolLM2-135M, {b['steps']} steps × batch {b['batch_size']}, the same clauses; "
             f"runs alternating, medians (min–max) over the runs counted in the last column. Held-out loss: "
             f"completion tokens of {data['cases'][0]['heldout_rows']} validation clauses after training.\n\n")
     memory = "peak CUDA memory allocated (MiB)" if data["device"] == "cuda" else "peak RSS (MiB)"
