@@ -22,6 +22,7 @@ from . import checkpoints
 from .adapters import save_adapter
 from .errors import ConfigError, DataError
 from .events import Listener, StreamCallback, TrainEvent, TrainingControl
+from .four_bit import trainable_4bit
 from .methods import PeftSetup, TrainingRecord
 from .model_facts import architecture, keeps_rows_apart, token_limit
 from .packed_attention import rows_apart
@@ -249,7 +250,8 @@ def train(
     steps_bar = TrainingBar(max_steps, progress=False if progress is None and shows_progress else progress)
     stream.listeners.append(steps_bar)
     try:
-        with rows_apart(model):  # padding-free batches attend row by row, not over the packed length
+        # padding-free batches attend row by row; 4-bit layers keep the layout their backward pass needs
+        with rows_apart(model), trainable_4bit(model):
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
         steps_bar.close()

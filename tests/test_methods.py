@@ -338,3 +338,35 @@ def test_lora_auto_targets_match_the_architecture(lm, tiny_bert_config):
     encoder = apply_method(bert(tiny_bert_config, "sequence-classification"), "lora",
                            task="sequence-classification")
     assert encoder.options["target_modules"] == ["query", "value"]
+
+
+def test_qlora_trains_every_layer_after_an_evaluation_repacked_its_4bit_weights(four_bit, smol_tokenizer,
+                                                                                tmp_path):
+    """bitsandbytes repacks 4-bit weights for CPU inference (AVX-512 BF16) at the first eval forward;
+    repacked layers pass no gradient back, so train() must restore their layout: LoRA moves in every layer."""
+    from pbft_widgets.four_bit import _four_bit_layers, is_packed_for_cpu_inference, trainable_4bit
+    from pbft_widgets.templates import PromptTemplate
+    from pbft_widgets.training import train as train_run
+
+    setup = apply_method(four_bit(), "qlora", tokenizer=smol_tokenizer, r=4, lora_dropout=0.0)
+    setup.model.eval()
+    with torch.no_grad():  # an evaluation before training: repacks where the CPU has AVX-512 BF16
+        setup.model(**{k: v for k, v in lm_batch(smol_tokenizer).items() if k != "labels"})
+    layers = _four_bit_layers(setup.model)
+    if any(is_packed_for_cpu_inference(layer) for layer in layers):
+        with trainable_4bit(setup.model) as unpacked:
+            assert unpacked and not any(is_packed_for_cpu_inference(layer) for layer in layers)
+            setup.model.eval()
+            with torch.no_grad():  # evaluations inside training keep the layout
+                setup.model(**{k: v for k, v in lm_batch(smol_tokenizer).items() if k != "labels"})
+            assert not any(is_packed_for_cpu_inference(layer) for layer in layers)
+        with torch.no_grad():
+            setup.model(**{k: v for k, v in lm_batch(smol_tokenizer).items() if k != "labels"})
+    lora_b = {n: p.detach().clone() for n, p in setup.model.named_parameters() if "lora_B" in n}
+    template = PromptTemplate(input_template="{text}", output_indicator="Summary:")
+    rows = [{"text": text, "label": text.split()[0]} for text in TEXTS] * 4
+    # saved only at the end: bitsandbytes' own save also restores the layout, which would hide a miss
+    train_run(setup, rows, tokenizer=smol_tokenizer, template=template, output_dir=tmp_path / "run", max_steps=2,
+              batch_size=4, save_every=2, smoke=False, save_final_adapter=False, progress=False)
+    moved = {n: not torch.equal(p, lora_b[n]) for n, p in setup.model.named_parameters() if n in lora_b}
+    assert len(moved) >= 4 and all(moved.values()), moved  # layer 0's LoRA too: gradients reach it
