@@ -158,6 +158,9 @@ def _qlora(data: dict[str, Any]) -> str:
     text += _table(["memory added (MiB)", "fp32 LoRA", "4-bit QLoRA", "QLoRA / LoRA"], rows)
     text += (f"\n\n**QLoRA / LoRA, load + training: {s['total_added_bytes_ratio']:.2f}×** (target ≤ "
              f"{s['target_ratio']}: {_met(s['target_met'])}).")
+    losses = {m: sorted(c["final_loss"] for c in data["cases"] if c["method"] == m) for m in ("lora", "qlora")}
+    text += (f" Final training loss (each variant at its defaults): LoRA {losses['lora'][len(losses['lora']) // 2]:.3f}, "
+             f"QLoRA {losses['qlora'][len(losses['qlora']) // 2]:.3f}.")
     return text
 
 
