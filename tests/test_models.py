@@ -146,6 +146,7 @@ def test_qlora_on_cpu_loads_a_prequantised_copy_built_once(tmp_path, monkeypatch
     built = weights.stat().st_mtime_ns
     second = load_model(quantization="4bit")
     assert weights.stat().st_mtime_ns == built and second.info.quantization == "4bit"
+    assert second.model.config._name_or_path == str(tmp_path / real.name)  # what adapters and cards record
     on_the_fly = AutoModelForCausalLM.from_pretrained(
         real, quantization_config=models._bnb_config("4bit", torch.float32), device_map={"": "cpu"})
     ids = torch.tensor([[1, 2, 3, 4, 5]])
