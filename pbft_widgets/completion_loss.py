@@ -1,6 +1,6 @@
 """Completion-only logits: the output layer runs at the positions the loss scores, and nowhere else.
 
-With completion-only loss, a clause-label answer is 2-4 tokens after a prompt of ~100, yet the
+With completion-only loss, a clause-label answer is 2-4 tokens after a prompt of ~50, yet the
 usual path projects every position through the output layer (49,152 × 576 on SmolLM2, a fifth
 of the model's multiply-adds) and takes a softmax over the whole vocabulary there: TRL's fused
 head keeps only the scored positions where Triton runs, and scores all of them elsewhere (CPUs).
