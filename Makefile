@@ -1,6 +1,7 @@
 # Two entry points, both self-contained on a machine with only Python >= 3.11, pip and make:
 #   make demo  -> runs cookbook/00_quickstart.ipynb end to end (offline), writes build/
 #   make test  -> unit tests + nbval of every notebook in smoke mode
+#   make wheel -> dist/pbft_widgets-*.whl, to install in Colab or any Jupyter without a clone
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -27,7 +28,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check $(FIND_L
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test browser clean
+.PHONY: install demo test browser wheel clean
 
 install: $(STAMP)
 
@@ -84,5 +85,10 @@ test: $(STAMP) browser
 	PBFT_SMOKE=1 $(PY) -m pytest tests cookbook --durations=15 --nbval-lax --nbval-current-env \
 		--nbval-sanitize-with tests/nbval_sanitize.cfg -p no:cacheprovider
 
+# A notebook's setup cell installs this wheel when it lies next to the notebook (Colab: upload it).
+wheel: $(STAMP)
+	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+	@ls dist/pbft_widgets-*.whl
+
 clean:
-	rm -rf $(VENV) build
+	rm -rf $(VENV) build dist

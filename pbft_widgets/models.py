@@ -175,6 +175,34 @@ def resolve_compute(dtype: str | torch.dtype | None = None,
     return resolved, dev
 
 
+def runtime_summary() -> str:
+    """One line saying where models will run and in which precision, for the top of a notebook.
+
+    Why: the same notebook runs on a laptop CPU, a Colab T4 and a large GPU, and takes a different
+    path on each (fp32 on CPU, fp16 on a GPU without bf16, bf16 otherwise); a reader comparing
+    timings or scores with the committed run needs to know which path theirs took.
+
+    Args:
+        (none)
+
+    Returns:
+        e.g. ``"cpu, float32 (no CUDA GPU visible), 2 threads"`` or
+        ``"cuda:0 (Tesla T4), float16 (this GPU has no bf16)"``.
+
+    Example:
+        >>> from pbft_widgets.models import runtime_summary
+        >>> runtime_summary().startswith(("cpu", "cuda"))
+        True
+    """
+    dtype, device = resolve_compute()
+    precision = str(dtype).removeprefix("torch.")
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+        why = "" if dtype == torch.bfloat16 else " (this GPU has no bf16)"
+        return f"cuda:{torch.cuda.current_device()} ({name}), {precision}{why}"
+    return f"cpu, {precision} (no CUDA GPU visible), {torch.get_num_threads()} threads"
+
+
 def _parse_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         return dtype

@@ -22,6 +22,8 @@ from pbft_widgets import (AdapterBank, apply_method, calibrate, compare, evaluat
 from pbft_widgets.calibration import contextual_calibration
 from pbft_widgets.composition import ensemble, prompt_soup, start_from
 from pbft_widgets.evaluation import label_word_metric
+from pbft_widgets.models import runtime_summary
+from pbft_widgets.notebook_checks import check_losses, check_predictions, expect_error
 from pbft_widgets.inspection import (ablate_layers, ablate_tokens, discretise, faithfulness, replaced_prefix_layer,
                                      replaced_prompt)
 from pbft_widgets.probability_metrics import probability_scores
@@ -36,7 +38,7 @@ ENTRY_POINTS = [load_model, apply_method, train, evaluate, save_adapter, load_ad
                 score_label_words, contextual_calibration, calibrate, probability_scores, compare, paired_bootstrap,
                 over_seeds, label_word_metric, grid, Sweep, sweep_figure, start_from, prompt_soup, ensemble, perturb,
                 spread, discretise, replaced_prompt, faithfulness, ablate_tokens, accuracy_differences, mean_differences,
-                ablate_layers, replaced_prefix_layer]
+                ablate_layers, replaced_prefix_layer, runtime_summary, expect_error, check_losses, check_predictions]
 
 
 def _public_definitions():
