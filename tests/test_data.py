@@ -223,19 +223,20 @@ def test_docstrings_from_a_small_library(tmp_path):
     assert "More detail here." in full[0]["docstring"]
 
 
-def test_stdlib_docstrings_split_by_module_deterministically():
+def test_stdlib_docstrings_split_by_top_level_package_deterministically():
     splits = {name: load_stdlib_docstrings(name) for name in SPLITS}
     total = sum(len(rows) for rows in splits.values())
     assert total > 4000
-    modules = {name: {r["module"] for r in rows} for name, rows in splits.items()}
-    assert not modules["train"] & modules["test"] and not modules["train"] & modules["validation"]
-    assert not modules["validation"] & modules["test"]
+    packages = {name: {r["module"].split(".")[0] for r in rows} for name, rows in splits.items()}
+    assert not packages["train"] & packages["test"] and not packages["train"] & packages["validation"]
+    assert not packages["validation"] & packages["test"]
+    assert all(r["package"] == r["module"].split(".")[0] for rows in splits.values() for r in rows)
     assert abs(len(splits["train"]) / total - 0.8) < 0.03
     assert load_stdlib_docstrings("test") == splits["test"]
     assert load_stdlib_docstrings("test", seed=1) != splits["test"]
     sample = splits["validation"][::50]
     for row in sample:
-        assert set(row) == {"module", "qualname", "source", "docstring", "n_lines"}
+        assert set(row) == {"module", "package", "qualname", "source", "docstring", "n_lines"}
         assert len(row["docstring"]) >= 20 and "\n" not in row["docstring"] and len(row["source"]) <= 4000
         assert row["docstring"] not in row["source"]
         ast.parse(row["source"])

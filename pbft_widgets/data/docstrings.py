@@ -5,9 +5,11 @@ offline code-to-docstring task. Functions and methods (nested classes included, 
 functions not) are parsed with `ast`; the docstring statement is cut out of the source so the
 model has to write it, and what is left must still parse.
 
-Splits are by MODULE, so no module appears in two splits. Modules are dealt in seeded-hash order
-to the split furthest below its share of functions: a pure hash bucket per module would let a few
-big modules (typing, argparse, _pydecimal) skew the ratios far from the ones asked for.
+Splits are by top-level PACKAGE (``tkinter`` with ``tkinter.ttk``, ``email`` with ``email.utils``), so
+no package appears in two splits: modules of one package share helpers, naming and docstring style,
+and a split by module would train on ``tkinter`` and test on ``tkinter.ttk``. Packages are dealt in
+seeded-hash order to the split furthest below its share of functions: a pure hash bucket per package
+would let a few big ones (asyncio, typing, argparse) skew the ratios far from the ones asked for.
 """
 
 from __future__ import annotations
@@ -132,7 +134,9 @@ def load_stdlib_docstrings(
     seed: int = 0,
     root: str | os.PathLike[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows {module, qualname, source, docstring, n_lines} of one split (None: all rows).
+    """Rows {module, package, qualname, source, docstring, n_lines} of one split (None: all rows).
+
+    ``package`` is the module's top-level package, the unit the splits are made of.
 
     The first call parses the library (a few seconds); later calls reuse an in-memory cache.
     """
@@ -151,8 +155,9 @@ def load_stdlib_docstrings(
             continue
         if max_source_chars is not None and len(record["source"]) > max_source_chars:
             continue
-        rows.append({**record, "docstring": docstring, "n_lines": record["source"].count("\n")})
+        rows.append({**record, "package": record["module"].split(".")[0], "docstring": docstring,
+                     "n_lines": record["source"].count("\n")})
     return rows_in_split(
-        rows, "module", fractions, wanted, seed=seed,
+        rows, "package", fractions, wanted, seed=seed,
         if_empty=f"no functions left in split {split!r} under {folder}; lower min_docstring_chars "
         f"({min_docstring_chars}), raise max_source_chars ({max_source_chars}) or check ratios {fractions}")
