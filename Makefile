@@ -87,7 +87,7 @@ test: $(STAMP) browser
 
 # A notebook's setup cell installs this wheel when it lies next to the notebook (Colab: upload it).
 wheel: $(STAMP)
-	$(PY) -m pip wheel --quiet --no-deps --no-build-isolation --wheel-dir dist .
+	$(PY) -m pip wheel --quiet --no-deps --wheel-dir dist .
 	@ls dist/pbft_widgets-*.whl
 
 clean:
