@@ -153,7 +153,7 @@ def train(
             itself (the dashboard).
 
     Returns:
-        `TrainResult`: `.model`, `.history` (every event), `.losses()`, `.final_loss`, `.adapter_path`,
+        `TrainResult`: `.model` (in eval mode), `.history` (every event), `.losses()`, `.final_loss`, `.adapter_path`,
         `.last_checkpoint`, `.stopped_by_user`, `.world_size`. The run's settings, template and rows are
         also kept on `setup.trained`, so `save_adapter(setup, ...)` writes them on the model card.
 
@@ -255,6 +255,10 @@ def train(
             trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     finally:
         steps_bar.close()
+    # The Trainer leaves the model in training mode: dropout on and, where QLoRA turned gradient
+    # checkpointing on, generate() without its KV cache (Gemma-3 then wrote "a a a a ..."). What
+    # follows a run (evaluation, generation, saving) expects eval mode; another train() switches back.
+    model.eval()
 
     adapter_path = None
     final_loss = next((e.loss for e in reversed(stream.history) if e.loss is not None), None)

@@ -54,6 +54,7 @@ def test_events_checkpoints_and_adapter(tiny_causal_lm, smol_tokenizer, tmp_path
     assert (result.last_checkpoint / CHECKPOINT_MARKER).is_file()
     assert (result.adapter_path / "pbft_adapter.json").is_file()
     assert not result.stopped_by_user
+    assert not setup.model.training, "a finished run hands back its model in eval mode (dropout off, KV cache on)"
 
 
 def test_stop_keeps_a_complete_checkpoint_and_resume_continues(tiny_causal_lm, smol_tokenizer, tmp_path):
