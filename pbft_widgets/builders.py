@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from peft import (LoraConfig, PeftType, PrefixTuningConfig, PromptEncoderConfig, PromptTuningConfig, PromptTuningInit,
                   get_peft_model, prepare_model_for_kbit_training)
+from transformers import DynamicCache
 
 from . import hybrid
 from .errors import ConfigError
@@ -138,8 +139,9 @@ def _init_prefix(peft_model, tokenizer, text: str, notes: list[str]) -> None:
         ids = torch.tensor((ids * math.ceil(n / len(ids)))[:n])
     else:
         ids = torch.randint(0, peft_model.word_embeddings.num_embeddings, (n,))
-    with torch.no_grad():
-        cache = peft_model.get_base_model()(input_ids=ids[None].to(weight.device), use_cache=True).past_key_values
+    with torch.no_grad():  # a cache without the model's layer types: sliding-window layers keep every key too
+        cache = peft_model.get_base_model()(input_ids=ids[None].to(weight.device), past_key_values=DynamicCache(),
+                                            use_cache=True).past_key_values
     layers = getattr(cache, "layers", None) or []
     # PEFT reads row t of the prefix as [layer0 key, layer0 value, layer1 key, ...], each heads x head_dim
     rows = [state[0].transpose(0, 1).reshape(n, -1) for layer in layers for state in (layer.keys, layer.values)]

@@ -77,7 +77,8 @@ class MixedRows:
         run ``PREFILL_ROWS`` at a time, each pass padded only to its own longest row; their keys and
         values are then laid side by side, left-padded to the batch's width, and ``generate()``
         continues from that cache with each row's last token (positions follow the attention mask,
-        so every row keeps the positions it has alone).
+        so every row keeps the positions it has alone). A sliding-window layer (Gemma-3) caches only
+        its last window of keys; they go at the right end, the only part such a layer reads.
         """
         from transformers import DynamicCache
 
@@ -102,8 +103,9 @@ class MixedRows:
                            layer.values.new_zeros(len(rows), *layer.values.shape[1:2], width,
                                                   layer.values.shape[-1])) for layer in cache.layers]
             for (keys, values), layer in zip(layers, cache.layers):
-                keys[group, :, right] = layer.keys
-                values[group, :, right] = layer.values
+                kept = slice(width - layer.keys.shape[-2], width)  # a sliding-window layer keeps only its window
+                keys[group, :, kept] = layer.keys
+                values[group, :, kept] = layer.values
             mask[group, right] = group_mask
         ids = torch.full((len(rows), width + 1), pad_id, dtype=torch.long, device=device)
         ids[:, -1] = torch.tensor([row_ids[-1] for row_ids in encoded], device=device)

@@ -1,7 +1,9 @@
 """Inspection of learned prompts: neighbours, attention to virtual tokens, prefix norms, checkpoint traces.
 
 Every number is checked against a computation written out in the test from the model's own
-tensors (normalise + matmul + top-k; sums over output_attentions; norms of get_prompt).
+tensors (normalise + matmul + top-k; sums over output_attentions; norms of get_prompt). Neighbours,
+drift and attention run on a tiny Gemma-3 too: its embeddings are scaled on lookup and half its
+layers attend within a window shorter than the text.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from transformers import BertForSequenceClassification
 
+from conftest import every_architecture
 from pbft_widgets import inspection
 from pbft_widgets.inspection.neighbours import _unit_vocabulary, shown
 from pbft_widgets.adapters import save_adapter
@@ -63,6 +66,7 @@ def set_prompt_row(model, row: int, token_id: int) -> None:
 
 
 # ----------------------------------------------------------------------------- neighbours
+@every_architecture
 def test_nearest_tokens_match_hand_computation_and_copied_row_finds_itself(prompt_model, smol_tokenizer):
     set_prompt_row(prompt_model, 2, COPIED_ID)
     rows = inspection.nearest_tokens(prompt_model, smol_tokenizer, k=5)
@@ -123,6 +127,7 @@ def test_hybrid_prompt_is_inspected_like_prompt_tuning(tiny_causal_lm, smol_toke
     assert trace.labels == ["adapter"] and trace.steps == [None] and trace.neighbours[0] == rows
 
 
+@every_architecture
 def test_snapshot_and_drift(prompt_model, smol_tokenizer):
     with pytest.raises(ConfigError):
         inspection.initial_prompt(prompt_model)
@@ -164,6 +169,7 @@ def test_neighbour_figure_marks_soft_tokens_and_carries_the_caveat(prompt_model,
 
 
 # ----------------------------------------------------------------------------- attention
+@every_architecture
 def test_prompt_attention_share_matches_output_attentions(prompt_model, smol_tokenizer):
     prompt_model.train()  # the report must run in eval mode and leave the mode as it was
     assert prompt_model.get_base_model().config._attn_implementation == "sdpa"
@@ -213,6 +219,7 @@ def test_base_attention_is_the_model_without_any_adapter(tiny_causal_lm, smol_to
     assert not torch.allclose(lora_out, plain_out)
 
 
+@every_architecture
 def test_prefix_attention_reports_mass_on_the_prefix(prefix_model, smol_tokenizer):
     report = inspection.prompt_attention(prefix_model, smol_tokenizer, TEXT, compare_base=False)
     attentions, n = hand_attentions(prefix_model, smol_tokenizer)

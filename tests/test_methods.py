@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers import BertForSequenceClassification, BertForTokenClassification
 
-from conftest import spice
+from conftest import every_architecture, spice
 from pbft_widgets.adapters import load_adapter, save_adapter
 from pbft_widgets.methods import apply_method, describe_methods
 from pbft_widgets.model_facts import quantization_of
@@ -89,9 +89,21 @@ CAUSAL_CASES = [
     ("lora", {}),
     ("prompt+lora", {"num_virtual_tokens": 8}),
 ]
+# Gemma-3 (scaled embeddings, sliding-window layers, one key/value head): one case per method, with the
+# inits that read the model: text embeddings, and a prefix of 20 tokens (longer than the tiny model's
+# window) from its own keys and values.
+GEMMA3_CASES = [
+    ("prompt-tuning", {"init": "text", "init_text": "Classify the sentiment of the review"}),
+    ("prefix-tuning", {"init_text": "Classify the sentiment"}),
+    ("p-tuning", {"encoder": "mlp"}),
+    ("lora", {}),
+    ("prompt+lora", {"num_virtual_tokens": 8}),
+]
 
 
-@pytest.mark.parametrize(("method", "options"), CAUSAL_CASES, ids=lambda v: str(v))
+@pytest.mark.parametrize(("tiny_causal_lm", "method", "options"),
+                         [("llama", *case) for case in CAUSAL_CASES] + [("gemma3", *case) for case in GEMMA3_CASES],
+                         indirect=["tiny_causal_lm"], ids=lambda v: str(v))
 def test_causal_method_trains_saves_and_reloads_identically(lm, smol_tokenizer, tmp_path, method, options):
     pristine = copy.deepcopy(lm)
     setup = apply_method(lm, method, tokenizer=smol_tokenizer, **options)
@@ -121,10 +133,13 @@ def test_causal_method_trains_saves_and_reloads_identically(lm, smol_tokenizer, 
     assert resumed.report.trainable_params == setup.report.trainable_params
 
 
+@every_architecture
 def test_text_and_label_word_inits_start_at_vocabulary_embeddings(lm, smol_tokenizer):
+    """The embeddings the model reads for those tokens: Gemma-3 scales its table by sqrt(hidden) on lookup."""
     template = PromptTemplate(instruction="Classify the review", style="cloze",
                               verbalizer=Verbalizer({"pos": "positive", "neg": "negative"}))
-    embeddings = lm.get_input_embeddings().weight.detach().clone()
+    with torch.no_grad():
+        embeddings = lm.get_input_embeddings()(torch.arange(lm.config.vocab_size))
     setup = apply_method(copy.deepcopy(lm), "prompt-tuning", tokenizer=smol_tokenizer, template=template,
                          init="text", num_virtual_tokens=6)
     ids = smol_tokenizer("Classify the review", add_special_tokens=False)["input_ids"]
@@ -138,10 +153,12 @@ def test_text_and_label_word_inits_start_at_vocabulary_embeddings(lm, smol_token
     assert torch.equal(labelled.model.get_prompt_embedding_to_save("default"), embeddings[(words * 4)[:4]])
 
 
+@every_architecture
 def test_prefix_starts_at_the_models_own_keys_and_values(lm, smol_tokenizer):
     """Initialised from the activations of tokens T, the prefix-tuned model reading P is the base model
-    reading T + P: same keys/values in every layer, same positions (GQA layout included)."""
-    text = "Classify the sentiment"
+    reading T + P: same keys/values in every layer, same positions (GQA layout included). T is longer
+    than the tiny Gemma-3's window, whose sliding layers keep only their last keys in a cache."""
+    text = "Classify the sentiment of this film review as positive or negative"
     ids = smol_tokenizer(text, add_special_tokens=False)["input_ids"]
     pristine = copy.deepcopy(lm)
     setup = apply_method(lm, "prefix-tuning", tokenizer=smol_tokenizer, num_virtual_tokens=len(ids),
