@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from .calibration import Calibration
 from .errors import ConfigError, DataError
 from .generation import generate_texts, predict_tags
@@ -76,6 +78,40 @@ class EvalResult:
                 row["confidence"] = max(self.probabilities[i])
             rows.append(row)
         return rows
+
+    def subset(self, rows: Sequence[int]) -> EvalResult:
+        """The same evaluation restricted to ``rows`` (indices), its scores recomputed on them alone.
+
+        Why: a corpus score over a whole test set hides its groups (a language variety, a clause type);
+        ``compare`` on subsets gives each group its own paired intervals without generating again.
+
+        Args:
+            rows: indices of the examples to keep, in the order wanted.
+
+        Returns:
+            An `EvalResult` of the same name over those examples (``seconds`` is the whole run's).
+
+        Example:
+            >>> from pbft_widgets.evaluation import EvalResult
+            >>> result = EvalResult("tuned", "classification", {}, ["a", "b", "b"], ["a", "b", "a"], ["x", "y", "z"], 1.0)
+            >>> result.subset([0, 1]).scores["accuracy"]
+            1.0
+        """
+        index = list(rows)
+        if not index or not all(0 <= i < self.n for i in index):
+            raise DataError(f"subset needs indices between 0 and {self.n - 1}; got {index[:5]}...")
+
+        def pick(values):
+            return None if values is None else [values[i] for i in index]
+
+        predictions, references = pick(self.predictions), pick(self.references)
+        scores = compute_metrics(self.task_kind, references, predictions, **(self.metric_options or {}))
+        if self.probabilities is not None:
+            scores.update(probability_scores(np.array(pick(self.probabilities)), references, self.labels))
+        return EvalResult(self.name, self.task_kind, scores, predictions, references, pick(self.inputs), self.seconds,
+                          generations=pick(self.generations), probabilities=pick(self.probabilities),
+                          labels=self.labels, scoring=self.scoring, metric_options=self.metric_options,
+                          adapter_fingerprint=self.adapter_fingerprint)
 
     def summary(self) -> dict[str, Any]:
         """One row for a comparison table: name, scalar scores (headline first), n, seconds."""

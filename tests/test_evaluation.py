@@ -361,6 +361,19 @@ def test_compare_gives_deltas_against_the_first_row():
                               "delta_recall", "n", "seconds"]
 
 
+def test_a_subset_is_rescored_on_its_rows_alone_with_its_probabilities():
+    translation = EvalResult("tuned", "translation", {}, ["atl", "casa", "calli"], ["atl", "calli", "calli"],
+                             ["agua", "casa", "casa"], 2.0, metric_options={})
+    part = translation.subset([2, 0])
+    assert part.references == ["calli", "atl"] and part.inputs == ["casa", "agua"] and part.seconds == 2.0
+    assert part.scores["chrf"] == pytest.approx(100.0)  # "casa" (row 1, wrong) is left out
+    labelled = EvalResult("tuned", "classification", {}, ["a", "b"], ["a", "a"], ["x", "y"], 1.0,
+                          probabilities=[[0.9, 0.1], [0.2, 0.8]], labels=["a", "b"], metric_options={})
+    assert labelled.subset([0]).scores["accuracy"] == 1.0 and "ece" in labelled.subset([0]).scores
+    with pytest.raises(DataError):
+        translation.subset([3])
+
+
 def test_to_markdown_formats_a_comparison():
     table = compare({"zero-shot": result("a", 0.25), "tuned": result("b", 0.875)}, intervals=False)
     shown = [{k: row[k] for k in ("name", "f1", "delta_f1", "n", "seconds")} for row in table]
