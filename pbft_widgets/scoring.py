@@ -24,6 +24,11 @@ text, whatever the method: the virtual tokens of prompt tuning and P-tuning and 
 prefix tuning sit in that shared cache). Only the answer position's logits are computed. Words of
 one token are read from that pass; the later tokens of longer words follow in one more pass over the
 batch's cached keys and values, all words packed side by side behind a mask that keeps them apart.
+
+Models with sliding-window layers (Gemma-3) would cache only the last window of keys in those layers,
+and a right-padded row's last window may be padding, not its text. So the scoring passes keep every
+key in every layer, and the packed pass gives the sliding layers a mask of their own that also hides
+keys beyond the window.
 """
 
 from __future__ import annotations
@@ -35,11 +40,12 @@ from typing import Any
 import numpy as np
 import torch
 from peft import PeftModel
+from transformers import DynamicCache
 
 from .errors import ConfigError, TemplateError
 from .generation import head_limit, head_logits, plan_batches, warn_cut
 from .mixing import MixedRows
-from .model_facts import can_generate, context_limit, device_of, id2label, text_config, virtual_tokens
+from .model_facts import can_generate, context_limit, device_of, id2label, method_of, text_config, virtual_tokens
 from .progress import advance
 
 
@@ -172,7 +178,7 @@ def score_label_words(
     shared = _shared_length(encoded) if mix is None else 0
     word_scores = np.zeros((len(prompts), len(words)))
     with torch.inference_mode():
-        prefix = _prefix(model, encoded[0][:shared]) if shared else None
+        prefix = _prefix(model, encoded[0][:shared]) if shared or _copies_prompt_cache(model) else None
         suffixes = [ids[shared:] for ids in encoded]
         for batch in plan_batches([len(ids) + n for ids, n in zip(suffixes, virtual)], batch_size,
                                   equal_length=False):
@@ -230,20 +236,56 @@ def _shared_length(encoded: list[list[int]]) -> int:
 
 
 def _prefix(model: Any, ids: list[int]) -> _Prefix:
-    """Run the shared tokens once through the model as it is (the adapter inserts its prompt here)."""
-    tokens = torch.tensor([ids], device=device_of(model))
-    output = model(input_ids=tokens, attention_mask=torch.ones_like(tokens), use_cache=True, logits_to_keep=1)
-    cache = output.past_key_values
+    """Run the shared tokens once through the model as it is (the adapter inserts its prompt here).
+
+    On a sliding-window model the cache keeps every key (`_full_cache`). Prefix tuning would replace it
+    by its own, which keeps only the window, so there its prefixes are copied into a full cache and the
+    shared tokens (if any) follow them through the model under the adapter, as PEFT runs them.
+    """
+    cache = _full_cache(model)
+    if _copies_prompt_cache(model):
+        prompt = model.get_prompt(batch_size=1)
+        # a sliding layer keeps only its last window - 1 prefixes: zeros fill the slots of the older ones,
+        # which no window of a later position reaches
+        length = max(layer.keys.shape[-2] for layer in prompt.layers)
+        cache = DynamicCache(ddp_cache_data=[[torch.nn.functional.pad(state, (0, 0, length - state.shape[-2], 0))
+                                              for state in (layer.keys, layer.values)] for layer in prompt.layers])
+        model = _text_model(model)
+    if ids:
+        tokens = torch.tensor([ids], device=device_of(model))
+        before = 0 if cache is None else cache.get_seq_length()
+        attention = torch.ones(1, before + len(ids), dtype=torch.long, device=tokens.device)
+        cache = model(input_ids=tokens, attention_mask=attention, past_key_values=cache, use_cache=True,
+                      logits_to_keep=1).past_key_values
     return _Prefix(cache, cache.get_seq_length())
 
 
-def _expanded(model: Any, cache: Any, copies: int) -> Any:
-    """The one-sequence ``cache`` seen ``copies`` times (views: nothing is copied until it grows)."""
-    from transformers import DynamicCache
+def _sliding_window(model: Any) -> int | None:
+    """The window of the model's sliding-window layers (Gemma-3), None if every layer attends to all keys."""
+    config = text_config(model)
+    return config.sliding_window if "sliding_attention" in (getattr(config, "layer_types", None) or ()) else None
 
+
+def _full_cache(model: Any) -> Any:
+    """An empty cache whose layers all keep every key for a model with sliding-window layers (None for others,
+    which then build their own). The model's own cache keeps only the last window in those layers: for a
+    right-padded row that can be padding, and the words' pass needs the text's keys (it masks the window)."""
+    return DynamicCache() if _sliding_window(model) is not None else None
+
+
+def _copies_prompt_cache(model: Any) -> bool:
+    """Prefix tuning on a sliding-window model: its prompt, a cache, is copied into a full one by `_prefix`
+    (even when the prompts share no text)."""
+    return _sliding_window(model) is not None and getattr(method_of(model), "prompt_in_cache", False)
+
+
+def _expanded(cache: Any, copies: int) -> Any:
+    """The one-sequence ``cache`` seen ``copies`` times (views: nothing is copied until it grows).
+
+    Its layers keep every key, whatever the model's layer types (see `_full_cache`)."""
     layers = [(layer.keys.expand(copies, -1, -1, -1), layer.values.expand(copies, -1, -1, -1))
               for layer in cache.layers]
-    return DynamicCache(ddp_cache_data=layers, config=text_config(model))
+    return DynamicCache(ddp_cache_data=layers)
 
 
 def _score_batch(model: Any, tokenizer: Any, encoded: list[list[int]], words: list[tuple[int, list[int]]],
@@ -268,13 +310,14 @@ def _score_batch(model: Any, tokenizer: Any, encoded: list[list[int]], words: li
     keep = torch.unique(ends)
     if prefix is None:  # nothing shared: the adapter (or the mix) puts the prompt in this pass
         before = 0
-        output = model(**inputs, use_cache=continue_words, logits_to_keep=keep, **route)
+        output = model(**inputs, past_key_values=_full_cache(model) if continue_words else None,
+                       use_cache=continue_words, logits_to_keep=keep, **route)
     else:
         before = prefix.length
         attention = torch.cat([torch.ones(len(encoded), before, dtype=mask.dtype, device=mask.device), mask], 1)
         positions = (before + torch.arange(mask.shape[1], device=mask.device)).expand(len(encoded), -1)
         output = _text_model(model)(input_ids=inputs["input_ids"], attention_mask=attention, position_ids=positions,
-                                    past_key_values=_expanded(model, prefix.cache, len(encoded)),
+                                    past_key_values=_expanded(prefix.cache, len(encoded)),
                                     use_cache=continue_words, logits_to_keep=keep)
     column = torch.searchsorted(keep, ends)
     last = output.logits[torch.arange(len(encoded)), column].float().log_softmax(-1)
@@ -298,6 +341,11 @@ def _continuation(model: Any, cache: Any, mask: torch.Tensor, position_offset: i
     4-D mask), at the position it would have right after the prompt. The pass is as long as the
     words' tokens, instead of one sequence per (prompt, word) each holding a copy of the prompt's keys
     and values. ``route`` sends a mixed batch's rows to their LoRA adapters.
+
+    A model with sliding-window layers would use that one mask in them too; they get their own (a dict
+    by layer type), which also hides keys ``sliding_window`` or more positions back, as transformers'
+    sliding-window masks do. Positions, not cache slots, measure the distance: a row's words sit after
+    the batch's padding in the cache.
     """
     device = mask.device
     inputs, targets, word_of, step = [], [], [], []
@@ -312,10 +360,22 @@ def _continuation(model: Any, cache: Any, mask: torch.Tensor, position_offset: i
     prompt = torch.cat([torch.ones(rows, position_offset, dtype=torch.bool, device=device), mask.bool()], 1)
     allowed = torch.cat([prompt[:, None, :].expand(-1, packed, -1), own_word.expand(rows, -1, -1)], 2)
     dtype = model.get_input_embeddings().weight.dtype
-    additive = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, torch.finfo(dtype).min)
+
+    def additive(visible: torch.Tensor) -> torch.Tensor:  # (rows, 1, queries, keys): 0 or the dtype's minimum
+        bias = torch.zeros(visible.shape, dtype=dtype, device=device)
+        return bias.masked_fill_(~visible, torch.finfo(dtype).min)[:, None]
+
     positions = position_offset + lengths[:, None] + step_t[None, :]
+    attention: Any = additive(allowed)
+    window = _sliding_window(model)
+    if window is not None:
+        # the prompt's keys are right-padded, so their slots are their positions; the words' are `positions`
+        key_positions = torch.cat([torch.arange(prompt.shape[1], device=device).expand(rows, -1), positions], 1)
+        near = positions[:, :, None] - key_positions[:, None, :] < window
+        attention = {kind: additive(allowed & near) if kind == "sliding_attention" else attention
+                     for kind in set(text_config(model).layer_types)}
     logits = _text_model(model)(input_ids=torch.tensor(inputs, device=device).expand(rows, -1),
-                                attention_mask=additive[:, None], position_ids=positions, past_key_values=cache,
+                                attention_mask=attention, position_ids=positions, past_key_values=cache,
                                 use_cache=False, **route).logits
     index = torch.tensor(targets, device=device).expand(rows, -1).unsqueeze(-1)
     token_scores = logits.float().log_softmax(-1).gather(-1, index).squeeze(-1).double()
