@@ -1,6 +1,7 @@
 """Item 5: inspection cost as ratios to the floor measured in the same process and run.
 
-Neighbours: ``nearest_tokens`` for 100 virtual tokens against SmolLM2's vocabulary versus one bare
+Neighbours: ``nearest_tokens`` for 100 virtual tokens against the model's vocabulary (SmolLM2's 49,152
+tokens, and Gemma-3-270M's 262,144 where it is installed) versus one bare
 matmul + top-k on an already-normalised vocabulary of the same shape. Attention: ``prompt_attention``
 for a 256-token input versus a plain forward pass of the same input through the same model.
 Calls alternate and each figure is the median of ``repeats`` timed calls after one warm-up.
@@ -90,7 +91,7 @@ def measure(params: dict[str, Any]) -> dict[str, Any]:
         floor_a.append(_timed(plain_forward))
         ours_a.append(_timed(lambda: (prompt_attention(model, tokenizer, text, compare_base=False), sync())))
         base_a.append(_timed(lambda: (prompt_attention(model, tokenizer, text, compare_base=True), sync())))
-    return {"device": device, "vocabulary": list(unit.shape), "virtual_tokens": params["virtual"], "k": k,
+    return {"device": device, "model": lm_name(params), "vocabulary": list(unit.shape), "virtual_tokens": params["virtual"], "k": k,
             "input_tokens": int(encoding["input_ids"].shape[1]), "repeats": repeats,
             "torch_threads": torch.get_num_threads(),
             "neighbours_seconds": spread(ours_n), "neighbours_floor_seconds": spread(floor_n),

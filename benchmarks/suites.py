@@ -8,6 +8,7 @@ from statistics import median
 from typing import Any
 
 from .harness import spread
+from .workloads import CAUSAL_LM, MULTILINGUAL_LM
 
 METHODS = ("prompt-tuning", "prefix-tuning", "p-tuning", "lora", "qlora", "prompt+lora")
 NER_VARIANTS = ("full fine-tuning", "deep prompts (prefix tuning)", "LoRA r=8", "LoRA r=16")
@@ -66,7 +67,8 @@ def plan(suite: str, budget: dict[str, Any], common: dict[str, Any]) -> Plan:
     if suite == "ner":
         return Plan([{**common, **budget, "variant": v} for v in NER_VARIANTS], _ner_summary)
     if suite == "inspection":
-        return Plan([{**common, **budget}], _inspection_summary)
+        return Plan([{**common, **budget, "causal_lm": name} for name in inspection_models(common)],
+                    _inspection_summary)
     if suite == "scoring":
         return Plan([{**common, **budget}], _scoring_summary)
     if suite == "ablation":
@@ -145,12 +147,25 @@ def _ner_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
             "target_met": gap is not None and gap <= 1.0}
 
 
+def inspection_models(common: dict[str, Any]) -> list[str]:
+    """The causal LMs the inspection suite measures: the default one, and the multilingual one where
+    installed, whose 262,144-token vocabulary (5.3x SmolLM2's) is the harder case for neighbour search."""
+    if common.get("causal_lm"):  # smoke runs: the tiny model
+        return [common["causal_lm"]]
+    from pbft_widgets.models import is_installed
+
+    return [CAUSAL_LM] + [MULTILINGUAL_LM] * is_installed(MULTILINGUAL_LM)
+
+
 def _inspection_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:
-    case = cases[0]
-    return {"neighbours_ratio": case["neighbours_ratio"], "attention_ratio": case["attention_ratio"],
+    """The worst ratio over the models measured, so a target is met only when it is met on every vocabulary."""
+    worst_neighbours = max(case["neighbours_ratio"] for case in cases)
+    worst_attention = max(case["attention_ratio"] for case in cases)
+    return {"neighbours_ratio": worst_neighbours, "attention_ratio": worst_attention,
+            "per_model": {case["model"]: {"neighbours_ratio": case["neighbours_ratio"],
+                                         "attention_ratio": case["attention_ratio"]} for case in cases},
             "target_neighbours_ratio": 1.2, "target_attention_ratio": 1.5,
-            "neighbours_target_met": case["neighbours_ratio"] <= 1.2,
-            "attention_target_met": case["attention_ratio"] <= 1.5}
+            "neighbours_target_met": worst_neighbours <= 1.2, "attention_target_met": worst_attention <= 1.5}
 
 
 def _scoring_summary(cases: list[dict[str, Any]]) -> dict[str, Any]:

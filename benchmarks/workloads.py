@@ -22,6 +22,7 @@ LABEL_WORDS = {
 }
 FIRST_WORDS = 24
 CAUSAL_LM = "smollm2-135m-instruct"
+MULTILINGUAL_LM = "gemma3-270m"  # optional (`make multilingual`): measured where installed
 ENCODER = "minilm-l6"
 
 
