@@ -121,6 +121,9 @@ EMBEDDED: dict[str, EmbeddedModel] = {
     ),
 }
 _NOTICES_SHOWN: set[str] = set()
+# What error messages suggest instead of a missing model: the embedded models every install has (the
+# optional ones are named where they are the subject), so a message reads the same on every machine.
+ALWAYS_INSTALLED = sorted(name for name, spec in EMBEDDED.items() if not spec.install)
 
 
 class LicenceNotice(UserWarning):
@@ -531,7 +534,7 @@ def load_model(
         if source != "Hub":
             raise
         raise ModelNotFoundError(f"could not load {name!r} from the Hub ({str(exc).splitlines()[0]}); check "
-                                 f"the id, or use an embedded model: {sorted(EMBEDDED)}.") from None
+                                 f"the id, or use an embedded model: {ALWAYS_INSTALLED}.") from None
     if not quantization:
         model.to(dev)
     # the base's identity, which adapters and model cards record, stays the embedded model's own folder
@@ -621,11 +624,11 @@ def _resolve(name_or_path: str | os.PathLike | None, task: str | None) -> tuple[
         if not (local / "config.json").is_file():
             raise ModelNotFoundError(f"{local} exists but is not a model folder (no config.json); point to a "
                                      "folder written by save_pretrained(), or use an embedded name: "
-                                     f"{sorted(EMBEDDED)}.")
+                                     f"{ALWAYS_INSTALLED}.")
         return local, local.name, f"local folder {local}", False
     if text.startswith((".", "/", "~")) or not _HUB_ID.match(text):
         raise ModelNotFoundError(f"no model folder at {text!r}; check the path, or use an embedded model: "
-                                 f"{sorted(EMBEDDED)}.")
+                                 f"{ALWAYS_INSTALLED}.")
     _check_hub_reachable(text)
     return text, text, "Hub", False
 
@@ -636,7 +639,7 @@ def _check_hub_reachable(repo_id: str) -> None:
 
     if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
         return  # already in the local Hub cache: transformers loads it offline
-    hint = (f"use an embedded model instead: {sorted(EMBEDDED)} (load_model() with no name picks the "
+    hint = (f"use an embedded model instead: {ALWAYS_INSTALLED} (load_model() with no name picks the "
             "default), or a local folder saved with save_pretrained().")
     same = next((m for m in EMBEDDED.values() if m.hub_id.lower() == repo_id.lower()), None)
     if same is not None:
